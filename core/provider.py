@@ -1,0 +1,104 @@
+"""What a provider is given, what it returns, and how it says no.
+
+A provider answers one bot's commands. ``factory(options)`` builds it once at start-up from
+the bot's ``options:`` mapping; ``respond(request)`` is then called once per command and
+yields the answer as text pieces, which the relay streams into the channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol
+
+if TYPE_CHECKING:
+    from core.config import Bot
+
+
+class Refusal(Exception):
+    """The provider declines to answer; ``text`` is posted as the bot's answer.
+
+    Use it for answers that are not failures: nothing to do, a question the bot will not
+    take, a missing setting the user can fix. If some text was already streamed, the
+    refusal is appended to it.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class ProviderError(Exception):
+    """The provider failed in a way it can explain; ``text`` is shown to the user.
+
+    The text must be safe to show (no secrets, no stack traces). Text already streamed
+    stays and is marked as interrupted. Any other exception becomes a short apology and
+    its details go to the log only.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """A message already in the channel (or thread), as a provider sees it."""
+
+    id: str
+    user_id: str
+    text: str
+    command: str | None = None
+    args: str = ""
+    created_at: str = ""
+
+
+async def _no_history(limit: int) -> list[ChatMessage]:
+    return []
+
+
+@dataclass(frozen=True)
+class CommandRequest:
+    """One slash command, as Stream delivered it.
+
+    ``text`` is the whole message (``/gpt hi``), ``args`` what follows the command (``hi``).
+    ``parent_id`` is set when the command was typed in a thread; the reply goes there too.
+    """
+
+    command: str
+    args: str
+    text: str
+    user_id: str
+    cid: str
+    message_id: str
+    bot: Bot
+    user_name: str | None = None
+    parent_id: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _history: Callable[[int], Awaitable[list[ChatMessage]]] = field(
+        default=_no_history, repr=False, compare=False
+    )
+
+    @property
+    def channel_type(self) -> str:
+        return self.cid.partition(":")[0]
+
+    @property
+    def channel_id(self) -> str:
+        return self.cid.partition(":")[2]
+
+    async def history(self, limit: int = 50) -> list[ChatMessage]:
+        """The latest ``limit`` messages before this command, oldest first.
+
+        In a thread, the thread's parent and its replies; otherwise the channel. Read from
+        Stream on each call, so every instance of the server sees the same history.
+        """
+        return await self._history(limit)
+
+
+class Provider(Protocol):
+    """Anything with an async-iterator ``respond``; ``aclose`` is optional."""
+
+    def respond(self, request: CommandRequest) -> AsyncIterator[str]: ...
+
+
+ProviderFactory = Callable[[dict[str, Any]], Provider]

@@ -1,0 +1,1 @@
+"""The built-in plugins. Each is an ordinary slashbots plugin, loaded like any other."""
