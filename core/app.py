@@ -1,0 +1,94 @@
+"""The Starlette app: routes, and a lifespan that syncs with Stream on start and drains replies on stop."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from core.config import Config
+from core.plugins import PluginManager, build_providers, close_providers, plugin_manager
+from core.replies import Replies
+from core.stream import StreamError, StreamGateway, describe_error
+from core.sync import handler_url_for, sync_bots
+from core.webhook import WebhookEndpoint
+
+log = logging.getLogger("slashbots")
+
+
+class StartupError(Exception):
+    """The server cannot start; the message tells the operator what to fix."""
+
+
+def create_app(
+    config: Config,
+    *,
+    pm: PluginManager | None = None,
+    stream_url: str | None = None,
+    public_url: str | None = None,
+    sync: bool = True,
+    drain_timeout: float = 30.0,
+) -> Starlette:
+    """Build the server for ``config``. Plugins and providers load now, so config errors surface before serving."""
+    if not config.stream.configured:
+        raise StartupError(
+            f"{config.source}: stream.api_key and stream.api_secret are empty; "
+            "set STREAM_API_KEY and STREAM_API_SECRET (see the README)"
+        )
+    pm = pm or plugin_manager(config)
+    providers = build_providers(config, pm)
+    gateway = StreamGateway(config.stream.api_key, config.stream.api_secret, base_url=stream_url)
+    replies = Replies(gateway, providers, pm.hook)
+    webhook = WebhookEndpoint(
+        config.stream.api_key,
+        config.stream.api_secret,
+        {bot.command: bot for bot in config.bots},
+        replies.submit,
+    )
+    public_url = public_url if public_url is not None else os.environ.get("SLASHBOTS_PUBLIC_URL")
+    handler_url = handler_url_for(config, public_url)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            if sync:
+                await _sync(gateway, config, handler_url)
+            app.state.ready = True
+            yield
+        finally:
+            app.state.ready = False
+            await replies.drain(drain_timeout)
+            await close_providers(providers)
+            await gateway.close()
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> JSONResponse:
+        ready = getattr(request.app.state, "ready", False)
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    app = Starlette(
+        routes=[
+            Route("/webhook", webhook, methods=["POST"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.replies = replies
+    app.state.config = config
+    return app
+
+
+async def _sync(gateway: StreamGateway, config: Config, handler_url: str | None) -> None:
+    try:
+        await sync_bots(gateway, config, handler_url)
+    except StreamError as exc:
+        raise StartupError(f"could not sync bots with Stream: {describe_error(exc)}") from None

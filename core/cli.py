@@ -1,0 +1,134 @@
+"""slashbots serve | check | sync | plugins"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from typing import Sequence
+
+from core.config import Config, ConfigError, load_config
+from core.plugins import PluginError, build_providers, close_providers, plugin_manager, providers
+from core.stream import StreamError, StreamGateway, describe_error
+from core.sync import SyncPlan, handler_url_for, sync_bots
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="slashbots", description="Chat bots that live in Stream Chat as slash commands.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="sync the bots with Stream, then serve the webhook")
+    _config_option(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+
+    check = commands.add_parser("check", help="validate bots.yaml and plugins, and list the bots")
+    _config_option(check)
+
+    sync = commands.add_parser("sync", help="make Stream's commands, channel types and handler URL match bots.yaml")
+    _config_option(sync)
+    sync.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+
+    listing = commands.add_parser("plugins", help="list loaded plugins, their hooks and providers")
+    _config_option(listing)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = {"serve": _serve, "check": _check, "sync": _sync, "plugins": _plugins}[args.command]
+    try:
+        return handler(args)
+    except (ConfigError, PluginError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="bots.yaml", help="path to bots.yaml (default: ./%(default)s)")
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _load(args)
+    built = build_providers(config, plugin_manager(config))
+    asyncio.run(close_providers(built))
+    print(f"{config.source}: OK, {len(config.bots)} bot(s)")
+    for bot in config.bots:
+        print(f"  /{bot.command} {bot.args}".rstrip())
+        print(f"      {bot.description}")
+        print(f"      provider {bot.provider}, posts as {bot.identity.name} ({bot.identity.id}), "
+              f"channel types {', '.join(bot.channel_types)}")
+    if not config.stream.configured:
+        print("note: no Stream API key and secret are set (STREAM_API_KEY, STREAM_API_SECRET)")
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    config = _load(args)
+    build_providers(config, plugin_manager(config))  # a bot with a broken provider is not worth registering
+    if not config.stream.configured:
+        print("error: set STREAM_API_KEY and STREAM_API_SECRET to sync with Stream", file=sys.stderr)
+        return 2
+    handler_url = handler_url_for(config, os.environ.get("SLASHBOTS_PUBLIC_URL"))
+
+    try:
+        lines = asyncio.run(_sync_once(config, handler_url, dry_run=args.dry_run)).describe()
+    except StreamError as exc:
+        print(f"error: {describe_error(exc)}", file=sys.stderr)
+        return 1
+    print("plan (nothing written, --dry-run):" if args.dry_run else "synced:")
+    for line in lines:
+        print(f"  {line}")
+    return 0
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    config = load_config(args.config) if os.path.exists(args.config) else None
+    pm = plugin_manager(config)
+    found = providers(pm)
+    for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
+        hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+        package = pm.packages.get(name, "built-in" if name.startswith("plugins.") else "bots.yaml")
+        print(f"{name} ({package})")
+        print(f"    hooks: {', '.join(hooks) or 'none'}")
+        names = sorted(entry.name for entry in found.values() if entry.plugin == name)
+        if names:
+            print(f"    providers: {', '.join(names)}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from core.app import StartupError, create_app
+
+    config = _load(args)
+    handler_url = handler_url_for(config, os.environ.get("SLASHBOTS_PUBLIC_URL"))
+    try:
+        app = create_app(config, sync=False)
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # Sync before listening, so a bad key or an unreachable Stream is one clear line, not a traceback.
+    try:
+        asyncio.run(_sync_once(config, handler_url))
+    except StreamError as exc:
+        print(f"error: could not sync bots with Stream: {describe_error(exc)}", file=sys.stderr)
+        return 1
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+async def _sync_once(config: Config, handler_url: str | None, *, dry_run: bool = False) -> SyncPlan:
+    gateway = StreamGateway(config.stream.api_key, config.stream.api_secret)
+    try:
+        return await sync_bots(gateway, config, handler_url, dry_run=dry_run)
+    finally:
+        await gateway.close()
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""bots.yaml -> a validated, immutable Config.
+
+Errors name the file, the line, the path inside the document and what was expected::
+
+    bots.yaml:14: bots[1].identity.id: expected a string of letters, digits, '@', '_' or '-', got 42
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import yaml
+
+MAX_COMMANDS = 50  # Stream's limit on custom commands per app
+BUILTIN_COMMANDS = frozenset({"giphy", "mute", "ban", "unmute", "unban"})
+COMMAND_NAME = re.compile(r"[a-z][a-z0-9_-]*")
+USER_ID = re.compile(r"[A-Za-z0-9@_-]+")
+CHANNEL_TYPE = re.compile(r"[a-z0-9_-]+")
+MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+ENV_REFERENCE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """bots.yaml is wrong; the message says where and what was expected."""
+
+    def __init__(self, source: str, path: str, message: str, line: int | None = None) -> None:
+        where = f"{source}:{line}" if line else source
+        super().__init__(f"{where}: {path}: {message}" if path else f"{where}: {message}")
+        self.source = source
+        self.path = path
+        self.line = line
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The Stream user a bot posts as."""
+
+    id: str
+    name: str
+    image: str | None = None
+
+
+@dataclass(frozen=True)
+class Bot:
+    """One slash command and the provider that answers it."""
+
+    command: str
+    description: str
+    provider: str
+    channel_types: tuple[str, ...]
+    identity: Identity
+    args: str = ""
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    streaming: bool = True
+    update_interval_ms: int = 250
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    api_key: str = ""
+    api_secret: str = field(default="", repr=False)
+    webhook_url: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.api_key and self.api_secret)
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    stream: StreamSettings
+    bots: tuple[Bot, ...]
+    plugins: tuple[str, ...] = ()
+
+    def bot(self, command: str) -> Bot | None:
+        return next((bot for bot in self.bots if bot.command == command), None)
+
+    def where(self, path: str) -> int | None:
+        """The line of bots.yaml that holds ``path``, for errors raised after loading."""
+        return self._lines.get(path)
+
+    _lines: Mapping[str, int] = field(default_factory=dict, repr=False, compare=False)
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate ``path``; ``${VAR}`` and ``${VAR:-default}`` come from ``environ``."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, "", "no such file (pass --config PATH, or create bots.yaml)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, "", f"cannot read: {exc}") from None
+    return parse_config(text, source, os.environ if environ is None else environ)
+
+
+def parse_config(text: str, source: str, environ: Mapping[str, str]) -> Config:
+    reader = _Reader(source, environ)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, "", f"not valid YAML: {problem}", mark.line + 1 if mark else None) from None
+    if node is None:
+        raise ConfigError(source, "", "the file is empty; expected a mapping with 'bots:'")
+    document = reader.plain(node, "")
+    return reader.config(document)
+
+
+class _Reader:
+    """Turns the YAML node tree into plain values, remembering each path's line."""
+
+    def __init__(self, source: str, environ: Mapping[str, str]) -> None:
+        self.source = source
+        self.environ = environ
+        self.lines: dict[str, int] = {}
+        # compose() already resolved each scalar's tag; a constructor turns it into a value.
+        self.constructor = yaml.SafeLoader("")
+
+    def fail(self, path: str, message: str) -> ConfigError:
+        return ConfigError(self.source, path, message, self.lines.get(path))
+
+    # -- YAML nodes -> Python, with duplicate keys refused and ${VAR} resolved -------------
+
+    def plain(self, node: yaml.Node, path: str) -> Any:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.plain(key_node, path)
+                if not isinstance(key, str):
+                    raise ConfigError(self.source, path, f"keys must be strings, got {key!r}", key_node.start_mark.line + 1)
+                child = f"{path}.{key}" if path else key
+                if key in result:
+                    raise ConfigError(self.source, child, "duplicate key", key_node.start_mark.line + 1)
+                result[key] = self.plain(value_node, child)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.plain(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+        value = self.constructor.construct_object(node, deep=True)
+        return self.interpolate(value, path) if isinstance(value, str) else value
+
+    def interpolate(self, value: str, path: str) -> str:
+        def substitute(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            found = self.environ.get(name, "")
+            return found if found else (default or "")
+
+        return ENV_REFERENCE.sub(substitute, value)
+
+    # -- validation --------------------------------------------------------------------------
+
+    def config(self, document: Any) -> Config:
+        top = self.mapping(document, "", required={"bots"}, optional={"stream", "plugins"})
+        stream = self.stream(top.get("stream", {}))
+        plugins = tuple(
+            self.string(item, f"plugins[{i}]", pattern=MODULE_PATH, expected="a dotted module path")
+            for i, item in enumerate(self.sequence(top.get("plugins", []), "plugins"))
+        )
+        entries = self.sequence(top["bots"], "bots")
+        if not entries:
+            raise self.fail("bots", "expected at least one bot")
+        if len(entries) > MAX_COMMANDS:
+            raise self.fail("bots", f"Stream allows at most {MAX_COMMANDS} commands per app; found {len(entries)}")
+        bots = tuple(self.bot(entry, f"bots[{i}]") for i, entry in enumerate(entries))
+        self.check_unique(bots)
+        return Config(self.source, stream, bots, plugins, _lines=MappingProxyType(dict(self.lines)))
+
+    def stream(self, value: Any) -> StreamSettings:
+        section = self.mapping(value, "stream", optional={"api_key", "api_secret", "webhook_url"})
+        webhook_url = self.optional_string(section, "webhook_url", "stream")
+        if webhook_url and not re.match(r"https?://[^/\s]+", webhook_url):
+            raise self.fail("stream.webhook_url", f"expected an http(s) URL, got {webhook_url!r}")
+        return StreamSettings(
+            api_key=self.optional_string(section, "api_key", "stream") or "",
+            api_secret=self.optional_string(section, "api_secret", "stream") or "",
+            webhook_url=webhook_url,
+        )
+
+    def bot(self, value: Any, path: str) -> Bot:
+        entry = self.mapping(
+            value,
+            path,
+            required={"command", "description", "provider", "channel_types", "identity"},
+            optional={"args", "options", "streaming", "update_interval_ms"},
+        )
+        command = self.string(entry["command"], f"{path}.command", pattern=COMMAND_NAME,
+                              expected="a command name: lowercase letters, digits, '-' and '_', starting with a letter")
+        if len(command) > 255:
+            raise self.fail(f"{path}.command", "expected at most 255 characters")
+        if command in BUILTIN_COMMANDS:
+            raise self.fail(f"{path}.command", f"'{command}' is one of Stream's built-in commands; choose another name")
+        channel_types = self.sequence(entry["channel_types"], f"{path}.channel_types")
+        if not channel_types:
+            raise self.fail(f"{path}.channel_types", "expected at least one channel type, e.g. [messaging]")
+        options = entry.get("options", {})
+        if not isinstance(options, dict):
+            raise self.fail(f"{path}.options", f"expected a mapping, got {_describe(options)}")
+        interval = entry.get("update_interval_ms", 250)
+        if not isinstance(interval, int) or isinstance(interval, bool) or not 50 <= interval <= 10_000:
+            raise self.fail(f"{path}.update_interval_ms", f"expected an integer from 50 to 10000, got {interval!r}")
+        streaming = entry.get("streaming", True)
+        if not isinstance(streaming, bool):
+            raise self.fail(f"{path}.streaming", f"expected true or false, got {streaming!r}")
+        return Bot(
+            command=command,
+            description=self.string(entry["description"], f"{path}.description", max_length=255),
+            provider=self.string(entry["provider"], f"{path}.provider"),
+            channel_types=tuple(
+                self.string(item, f"{path}.channel_types[{i}]", pattern=CHANNEL_TYPE,
+                            expected="a channel type name such as 'messaging'")
+                for i, item in enumerate(channel_types)
+            ),
+            identity=self.identity(entry["identity"], f"{path}.identity"),
+            args=self.optional_string(entry, "args", path, max_length=255) or "",
+            options=_freeze(options),
+            streaming=streaming,
+            update_interval_ms=interval,
+        )
+
+    def identity(self, value: Any, path: str) -> Identity:
+        entry = self.mapping(value, path, required={"id", "name"}, optional={"image"})
+        return Identity(
+            id=self.string(entry["id"], f"{path}.id", pattern=USER_ID,
+                           expected="a Stream user id: letters, digits, '@', '_' or '-'"),
+            name=self.string(entry["name"], f"{path}.name"),
+            image=self.optional_string(entry, "image", path),
+        )
+
+    def check_unique(self, bots: tuple[Bot, ...]) -> None:
+        commands: dict[str, int] = {}
+        identities: dict[str, tuple[int, Identity]] = {}
+        for i, bot in enumerate(bots):
+            if bot.command in commands:
+                raise self.fail(f"bots[{i}].command", f"'{bot.command}' is already defined by bots[{commands[bot.command]}]")
+            commands[bot.command] = i
+            first = identities.setdefault(bot.identity.id, (i, bot.identity))
+            if first[1] != bot.identity:
+                raise self.fail(
+                    f"bots[{i}].identity",
+                    f"identity '{bot.identity.id}' is also used by bots[{first[0]}] with a different name or image; "
+                    "a Stream user has one name and image",
+                )
+
+    # -- primitives ----------------------------------------------------------------------------
+
+    def mapping(self, value: Any, path: str, required: set[str] = frozenset(), optional: set[str] = frozenset()) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a mapping, got {_describe(value)}")
+        allowed = required | optional
+        for key in value:
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                suggestion = f"did you mean '{hint[0]}'? " if hint else ""
+                child = f"{path}.{key}" if path else key
+                raise self.fail(child, f"unknown key; {suggestion}expected one of: {', '.join(sorted(allowed))}")
+        for key in sorted(required):
+            if key not in value:
+                raise self.fail(path, f"missing required key '{key}'")
+        return value
+
+    def sequence(self, value: Any, path: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise self.fail(path, f"expected a list, got {_describe(value)}")
+        return value
+
+    def string(self, value: Any, path: str, *, pattern: re.Pattern[str] | None = None,
+               expected: str = "a non-empty string", max_length: int | None = None) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(path, f"expected {expected}, got {_describe(value)}")
+        if pattern is not None and not pattern.fullmatch(value):
+            raise self.fail(path, f"expected {expected}, got {value!r}")
+        if max_length is not None and len(value) > max_length:
+            raise self.fail(path, f"expected at most {max_length} characters, got {len(value)}")
+        return value
+
+    def optional_string(self, entry: dict[str, Any], key: str, path: str, max_length: int | None = None) -> str | None:
+        value = entry.get(key)
+        child = f"{path}.{key}" if path else key
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise self.fail(child, f"expected a string, got {_describe(value)}")
+        if max_length is not None and len(value) > max_length:
+            raise self.fail(child, f"expected at most {max_length} characters, got {len(value)}")
+        return value
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (an empty value or an unset ${VAR})"
+    if isinstance(value, str):
+        return "an empty string" if not value.strip() else repr(value)
+    kind = {dict: "a mapping", list: "a list", bool: "a boolean"}.get(type(value))
+    return kind or repr(value)
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({key: _freeze(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(item) for item in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """A mutable deep copy of frozen options, as handed to a provider factory."""
+    if isinstance(value, Mapping):
+        return {key: thaw(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(item) for item in value]
+    return value

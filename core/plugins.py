@@ -1,0 +1,146 @@
+"""The plugin manager: built-ins, installed packages' entry points, and modules named in bots.yaml.
+
+Built-in plugins are loaded exactly like third-party ones, by module name; nothing here
+knows what any of them does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import pluggy
+
+from core import hookspecs
+from core.config import Config, ConfigError, thaw
+from core.provider import Provider, ProviderFactory
+
+log = logging.getLogger("slashbots.plugins")
+
+BUILTIN_PLUGINS = ("plugins.echo", "plugins.chatgpt")
+ENTRY_POINT_GROUP = "slashbots"
+
+
+class PluginError(Exception):
+    """A plugin could not be loaded, or two plugins claim the same provider name."""
+
+
+@dataclass(frozen=True)
+class ProviderEntry:
+    name: str
+    factory: ProviderFactory
+    plugin: str
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, remembering which installed package each plugin came from."""
+
+    def __init__(self) -> None:
+        super().__init__("slashbots")
+        self.add_hookspecs(hookspecs)
+        self.packages: dict[str, str] = {}  # plugin name -> "distribution version"
+
+
+def plugin_manager(config: Config | None = None) -> PluginManager:
+    """A fresh manager with the built-ins, installed packages and ``config.plugins`` registered.
+
+    ``SLASHBOTS_LOAD_PLUGINS`` (comma-separated distribution names) limits which installed
+    packages load; set but empty, none do. ``SLASHBOTS_TRACE_PLUGINS=1`` logs every hook call.
+    """
+    pm = PluginManager()
+    for name in BUILTIN_PLUGINS:
+        pm.register(importlib.import_module(name), name)
+    _load_entry_points(pm)
+    if config is not None:
+        for index, module_name in enumerate(config.plugins):
+            path = f"plugins[{index}]"
+            try:
+                module = importlib.import_module(module_name)
+            except Exception as exc:  # any import-time failure is the operator's to fix
+                raise ConfigError(config.source, path, f"cannot import {module_name!r}: {exc}", config.where(path)) from None
+            if pm.is_registered(module):
+                continue
+            pm.register(module, module_name)
+    if os.environ.get("SLASHBOTS_TRACE_PLUGINS") == "1":
+        pm.trace.root.setwriter(log.info)
+        pm.enable_tracing()
+    return pm
+
+
+def _load_entry_points(pm: PluginManager) -> None:
+    allowed = os.environ.get("SLASHBOTS_LOAD_PLUGINS")
+    allow = None if allowed is None else {name.strip().lower() for name in allowed.split(",") if name.strip()}
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        distribution = entry_point.dist.name if entry_point.dist else entry_point.name
+        if allow is not None and distribution.lower() not in allow:
+            continue
+        if pm.get_plugin(entry_point.name) is not None:
+            continue
+        try:
+            plugin = entry_point.load()
+        except Exception as exc:
+            raise PluginError(f"plugin {entry_point.name!r} from package {distribution!r} failed to load: {exc}") from exc
+        pm.register(plugin, entry_point.name)
+        version = entry_point.dist.version if entry_point.dist else "?"
+        pm.packages[entry_point.name] = f"{distribution} {version}"
+
+
+def providers(pm: pluggy.PluginManager) -> dict[str, ProviderEntry]:
+    """Every registered provider by name; two plugins registering one name is an error."""
+    found: dict[str, ProviderEntry] = {}
+    for impl in pm.hook.register_providers.get_hookimpls():
+        plugin = impl.plugin_name
+
+        def register(name: str, factory: ProviderFactory, plugin: str = plugin) -> None:
+            if not isinstance(name, str) or not name:
+                raise PluginError(f"plugin {plugin!r} registered a provider with no name")
+            if not callable(factory):
+                raise PluginError(f"plugin {plugin!r} registered provider {name!r} with a factory that is not callable")
+            if name in found:
+                raise PluginError(
+                    f"provider {name!r} is registered by both {found[name].plugin!r} and {plugin!r}; "
+                    "uninstall one, or limit plugins with SLASHBOTS_LOAD_PLUGINS"
+                )
+            found[name] = ProviderEntry(name, factory, plugin)
+
+        impl.function(register=register)
+    return found
+
+
+def build_providers(config: Config, pm: pluggy.PluginManager) -> dict[str, Provider]:
+    """One provider per bot, built from its ``options:``; errors point at the bot in bots.yaml."""
+    available = providers(pm)
+    built: dict[str, Provider] = {}
+    for index, bot in enumerate(config.bots):
+        entry = available.get(bot.provider)
+        if entry is None:
+            path = f"bots[{index}].provider"
+            raise ConfigError(
+                config.source, path,
+                f"unknown provider {bot.provider!r}; expected one of: {', '.join(sorted(available)) or 'none'}",
+                config.where(path),
+            )
+        try:
+            provider = entry.factory(thaw(bot.options))
+        except (ValueError, TypeError, KeyError) as exc:
+            path = f"bots[{index}].options"
+            raise ConfigError(config.source, path, f"{bot.provider}: {exc}", config.where(path)) from None
+        if not callable(getattr(provider, "respond", None)):
+            raise PluginError(f"provider {bot.provider!r} from {entry.plugin!r} has no respond(request) method")
+        built[bot.command] = provider
+    return built
+
+
+async def close_providers(built: Mapping[str, Provider]) -> None:
+    for command, provider in built.items():
+        close: Any = getattr(provider, "aclose", None)
+        if close is None:
+            continue
+        try:
+            await close()
+        except Exception:
+            log.exception("provider for /%s failed to close", command)

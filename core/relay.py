@@ -1,0 +1,228 @@
+"""Relays a provider's text into the channel as it is written.
+
+One writer task per reply owns every text write, so at most one is in flight and the
+latest text always wins: pieces that arrive while a write is under way are coalesced
+into the next one. Writes are spaced ``interval`` apart, but the first text goes out as
+soon as it arrives. Text past Stream's message length continues in a new message, cut at
+a paragraph, sentence or word. Indicator events go through their own queue, best-effort,
+so a slow or failing event never holds up text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Any
+
+from core.stream import StreamError, StreamGateway
+
+log = logging.getLogger("slashbots.relay")
+
+THINKING, GENERATING, ERROR = "AI_STATE_THINKING", "AI_STATE_GENERATING", "AI_STATE_ERROR"
+
+
+def split_point(text: str, limit: int) -> int:
+    """Where to cut ``text`` so the first part fits in ``limit``: a paragraph, sentence or word end."""
+    if len(text) <= limit:
+        return len(text)
+    window = text[:limit]
+    floor = limit // 2  # never leave a stub of a message behind
+    for separators in (("\n\n",), (". ", "! ", "? ", ".\n", "!\n", "?\n", "\n"), (" ", "\t")):
+        cut = max(window.rfind(separator) + len(separator) for separator in separators)
+        if cut > floor:
+            return cut
+    return limit
+
+
+class Relay:
+    """The bot's reply to one command: placeholder, throttled patches, continuations, final text."""
+
+    def __init__(
+        self,
+        gateway: StreamGateway,
+        cid: str,
+        bot_id: str,
+        *,
+        parent_id: str | None = None,
+        streaming: bool = True,
+        interval: float = 0.25,
+        max_length: int = 5000,
+        final_deadline: float = 60.0,
+    ) -> None:
+        self.gateway = gateway
+        self.cid = cid
+        self.bot_id = bot_id
+        self.parent_id = parent_id
+        self.streaming = streaming
+        self.interval = interval
+        self.max_length = max_length
+        self.final_deadline = final_deadline
+        self.text = ""
+        self.cuts: list[int] = []  # where each finished message ends, in self.text
+        self.ids: list[str] = []  # Stream message ids, one per message posted
+        self.writes = 0
+        self.first_text_at: float | None = None
+        self._finals_done = 0  # messages whose final text has landed
+        self._written = ""  # what the open message shows now
+        self._last_patch = float("-inf")
+        self._state: str | None = None
+        self._failures = 0  # consecutive failed interim writes, for backoff
+        self._wake = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._event_sender: asyncio.Task[None] | None = None
+
+    # -- what the reply job calls -----------------------------------------------------------------
+
+    def open(self) -> None:
+        """Start the writer; when streaming, it posts the placeholder straight away."""
+        self._writer = asyncio.create_task(self._write_loop())
+        self._event_sender = asyncio.create_task(self._send_events())
+        self._wake.set()
+
+    def append(self, piece: str) -> None:
+        if not piece:
+            return
+        self.text += piece
+        start = self.cuts[-1] if self.cuts else 0
+        while len(self.text) - start > self.max_length:
+            start += split_point(self.text[start:], self.max_length)
+            self.cuts.append(start)
+        self._wake.set()
+
+    async def close(self, *, failed: bool = False) -> None:
+        """Write the final text (retrying until it lands or the deadline passes) and end the indicator."""
+        self._closed.set()
+        self._wake.set()
+        assert self._writer is not None and self._event_sender is not None
+        await self._writer
+        self._event(ERROR if failed else None)
+        self._events.put_nowait(None)
+        try:
+            await asyncio.wait_for(self._event_sender, timeout=5)
+        except asyncio.TimeoutError:
+            log.warning("indicator events for %s did not finish in time", self.cid)
+
+    # -- the writer -------------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._flush()
+                self._failures = 0
+            except StreamError as exc:
+                # Only interim writes raise (finals retry on their own). Back off, then write whatever
+                # is newest by then: the failed text is not replayed.
+                self._failures += 1
+                log.log(logging.WARNING if exc.retryable else logging.ERROR, "reply in %s: %s", self.cid, exc)
+                await self._pause(_backoff(exc, self._failures))
+                self._wake.set()
+                continue
+            if self._closed.is_set() and self._finals_done == len(self.cuts) + 1:
+                return
+            if self.streaming and self._last_patch > float("-inf"):
+                await self._pause(self.interval - (time.monotonic() - self._last_patch))
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep between writes, but wake at once when the reply is closing."""
+        if seconds > 0 and not self._closed.is_set():
+            try:
+                await asyncio.wait_for(self._closed.wait(), timeout=seconds)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _flush(self) -> None:
+        # Finished messages first, in order, so a continuation never lands before its predecessor.
+        while self._finals_done < len(self.cuts):
+            index = self._finals_done
+            start = self.cuts[index - 1] if index else 0
+            await self._final(index, self.text[start : self.cuts[index]].rstrip())
+            self._finals_done += 1
+            self._written = ""
+        start = self.cuts[-1] if self.cuts else 0
+        current = self.text[start:].lstrip() if self.cuts else self.text
+        index = len(self.cuts)
+        if self._closed.is_set():
+            await self._final(index, current)
+            self._finals_done += 1
+            return
+        if not self.streaming:
+            return
+        if index >= len(self.ids):
+            await self._post(current, generating=True)
+            self._event(GENERATING if current else THINKING)
+        elif current != self._written:
+            self._event(GENERATING)
+            await self.gateway.update_message(self.ids[index], self.bot_id, {"text": current, "generating": True})
+            self._note_patch(current)
+        if current and self.first_text_at is None:
+            self.first_text_at = time.monotonic()
+
+    async def _post(self, text: str, *, generating: bool) -> None:
+        fields: dict[str, Any] = {"text": text, "ai_generated": True, "generating": generating}
+        if self.parent_id:
+            fields["parent_id"] = self.parent_id
+        message = await self.gateway.send_message(self.cid, self.bot_id, fields)
+        self.ids.append(message["id"])
+        self._note_patch(text)
+
+    def _note_patch(self, text: str) -> None:
+        self.writes += 1
+        self._written = text
+        if text:
+            self._last_patch = time.monotonic()
+
+    async def _final(self, index: int, text: str) -> None:
+        """The text a message keeps: retried until it lands, since a lost final is a lost answer."""
+        deadline = time.monotonic() + self.final_deadline
+        attempt = 0
+        while True:
+            try:
+                if index < len(self.ids):
+                    await self.gateway.update_message(self.ids[index], self.bot_id, {"text": text, "generating": False})
+                    self._note_patch(text)
+                else:
+                    await self._post(text, generating=False)
+                if text and self.first_text_at is None:
+                    self.first_text_at = time.monotonic()
+                return
+            except StreamError as exc:
+                attempt += 1
+                delay = _backoff(exc, attempt)
+                if not exc.retryable or time.monotonic() + delay > deadline:
+                    log.error("final text of a reply in %s was not written: %s", self.cid, exc)
+                    return
+                log.warning("final text in %s failed (%s); retrying in %.2fs", self.cid, exc, delay)
+                await asyncio.sleep(delay)
+
+    # -- indicator events -------------------------------------------------------------------------
+
+    def _event(self, state: str | None) -> None:
+        """Queue an ai_indicator change; ``None`` clears it. Repeats of the current state are dropped."""
+        if state == self._state or not self.ids:
+            return
+        self._state = state
+        if state is None:
+            event = {"type": "ai_indicator.clear", "message_id": self.ids[0]}
+        else:
+            event = {"type": "ai_indicator.update", "ai_state": state, "message_id": self.ids[-1]}
+        self._events.put_nowait(event)
+
+    async def _send_events(self) -> None:
+        while (event := await self._events.get()) is not None:
+            try:
+                await self.gateway.send_event(self.cid, self.bot_id, event)
+            except StreamError as exc:
+                log.info("indicator event %s in %s dropped: %s", event["type"], self.cid, exc)
+
+
+def _backoff(exc: StreamError, attempt: int) -> float:
+    """Stream's X-RateLimit-Reset when it gave one, else exponential with jitter."""
+    if exc.retry_at is not None:
+        return min(max(exc.retry_at - time.time(), 0.05), 60.0)
+    return min(0.25 * 2 ** (attempt - 1), 8.0) * (0.75 + random.random() / 4)

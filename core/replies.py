@@ -1,0 +1,129 @@
+"""Reply jobs: run a bot's provider for one command and relay its answer into the channel.
+
+Jobs run in the background after the webhook has answered Stream. The set of running
+jobs holds strong references (the event loop keeps only weak ones) and is drained on
+shutdown, so no accepted command ends without a final message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from typing import Any, Mapping
+
+from core.provider import ChatMessage, CommandRequest, Provider, ProviderError, Refusal
+from core.relay import Relay
+from core.stream import StreamGateway
+
+log = logging.getLogger("slashbots.replies")
+
+SHUTDOWN_NOTE = "The server shut down before the answer was finished. Please ask again."
+
+
+class Replies:
+    """Starts, tracks and drains reply jobs."""
+
+    def __init__(
+        self,
+        gateway: StreamGateway,
+        providers: Mapping[str, Provider],
+        hook: Any,
+        *,
+        max_message_length: int = 5000,
+    ) -> None:
+        self.gateway = gateway
+        self.providers = providers
+        self.hook = hook
+        self.max_message_length = max_message_length
+        self.running: set[asyncio.Task[None]] = set()
+        self.finished = 0
+
+    def submit(self, request: CommandRequest) -> None:
+        """Start the reply in the background and return at once (called from the webhook's ack)."""
+        request = dataclasses.replace(request, _history=self._history_reader(request))
+        task = asyncio.create_task(self.run(request), name=f"reply {request.message_id}")
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
+
+    async def drain(self, timeout: float) -> None:
+        """Let running replies finish for up to ``timeout`` seconds, then end the rest with a note."""
+        if not self.running:
+            return
+        log.info("waiting up to %.0fs for %d running replies", timeout, len(self.running))
+        _, pending = await asyncio.wait(set(self.running), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    async def run(self, request: CommandRequest) -> None:
+        bot = request.bot
+        started = time.monotonic()
+        relay = Relay(
+            self.gateway,
+            request.cid,
+            bot.identity.id,
+            parent_id=request.parent_id,
+            streaming=bot.streaming,
+            interval=bot.update_interval_ms / 1000,
+            max_length=self.max_message_length,
+        )
+        relay.open()
+        outcome = "ok"
+        try:
+            async for piece in self.providers[bot.command].respond(request):
+                if not isinstance(piece, str):
+                    raise TypeError(f"provider yielded {type(piece).__name__}, expected str")
+                relay.append(piece)
+            if not relay.text.strip():
+                relay.append("(The bot had nothing to say.)")
+        except Refusal as refusal:
+            outcome = "refused"
+            relay.append(_after(relay.text, refusal.text))
+        except ProviderError as error:
+            outcome = "failed"
+            relay.append(_interrupted(relay.text, error.text))
+        except asyncio.CancelledError:
+            outcome = "interrupted"
+            relay.append(_interrupted(relay.text, SHUTDOWN_NOTE))
+            await relay.close(failed=True)
+            raise
+        except Exception as error:  # any provider bug must still end in a message
+            outcome = "failed"
+            log.exception("/%s provider %r failed for message %s", bot.command, bot.provider, request.message_id)
+            relay.append(_interrupted(relay.text, self._apology(request, error)))
+        await relay.close(failed=outcome == "failed")
+        self.finished += 1
+        log.info(
+            "/%s in %s for %s: %s, %d chars in %d message(s), %d writes, %.2fs",
+            bot.command, request.cid, request.user_id, outcome, len(relay.text), len(relay.ids),
+            relay.writes, time.monotonic() - started,
+        )
+
+    def _apology(self, request: CommandRequest, error: BaseException) -> str:
+        custom = self.hook.error_reply(request=request, error=error)
+        if custom:
+            return str(custom)
+        kind = "it timed out" if isinstance(error, (TimeoutError, asyncio.TimeoutError)) else (
+            "a network error" if isinstance(error, (ConnectionError, OSError)) else "an internal error"
+        )
+        return f"Sorry, {request.bot.identity.name} could not answer ({kind}). The details are in the server log."
+
+    def _history_reader(self, request: CommandRequest) -> Any:
+        async def history(limit: int) -> list[ChatMessage]:
+            messages = await self.gateway.history(request.cid, request.parent_id, limit + 1)
+            # Skip this command itself and empty messages (such as this reply's own placeholder).
+            kept = [message for message in messages if message.id != request.message_id and message.text.strip()]
+            return kept[-limit:]
+
+        return history
+
+
+def _after(text: str, addition: str) -> str:
+    return f"\n\n{addition}" if text.strip() else addition
+
+
+def _interrupted(text: str, reason: str) -> str:
+    return f"\n\n⚠️ Answer interrupted: {reason}" if text.strip() else f"⚠️ {reason}"

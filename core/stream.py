@@ -1,0 +1,188 @@
+"""The gateway to Stream: the only module that imports stream_chat.
+
+Everything else speaks in plain Python values and catches one exception, StreamError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+from stream_chat import StreamChatAsync
+from stream_chat.base.exceptions import StreamAPIException
+
+from core.provider import ChatMessage
+
+DEFAULT_BASE_URL = "https://chat.stream-io-api.com"
+
+
+class StreamError(Exception):
+    """A call to Stream failed: an HTTP error (``status``) or no answer at all (``status`` 0)."""
+
+    def __init__(self, message: str, status: int = 0, code: int | None = None, retry_at: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.retry_at = retry_at  # wall-clock time Stream said to come back (X-RateLimit-Reset)
+
+    @property
+    def retryable(self) -> bool:
+        return self.status == 0 or self.status == 429 or self.status >= 500
+
+
+class _Client(StreamChatAsync):
+    """The SDK's client, but errors keep the response headers (for X-RateLimit-Reset)."""
+
+    async def _parse_response(self, response: aiohttp.ClientResponse) -> Any:
+        try:
+            return await super()._parse_response(response)
+        except StreamAPIException as exc:
+            exc.headers = dict(response.headers)  # type: ignore[attr-defined]
+            raise
+
+
+class StreamGateway:
+    """Calls Stream's REST API as the app (server-side, signed with the API secret)."""
+
+    def __init__(self, api_key: str, api_secret: str, base_url: str | None = None, timeout: float = 6.0) -> None:
+        self._key = api_key
+        self._secret = api_secret
+        self._base_url = base_url
+        self._timeout = timeout
+        self._client: _Client | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.client.base_url
+
+    @property
+    def client(self) -> _Client:
+        # The SDK opens an aiohttp session in its constructor, which needs a running loop.
+        if self._client is None:
+            options = {"base_url": self._base_url} if self._base_url else {}
+            self._client = _Client(self._key, self._secret, timeout=self._timeout, **options)
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def _call(self, what: str, coroutine: Any) -> Any:
+        try:
+            return await coroutine
+        except StreamAPIException as exc:
+            raise _error(what, exc) from None
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            reason = type(exc).__name__ if isinstance(exc, asyncio.TimeoutError) else str(exc) or type(exc).__name__
+            raise StreamError(f"{what}: could not reach Stream at {self.base_url} ({reason})") from None
+
+    # -- set-up: users, commands, channel types, the handler URL ---------------------------------
+
+    async def upsert_users(self, users: list[dict[str, Any]]) -> None:
+        await self._call("upsert bot users", self.client.upsert_users(users))
+
+    async def list_commands(self) -> dict[str, dict[str, Any]]:
+        response = await self._call("list commands", self.client.list_commands())
+        return {command["name"]: command for command in response.get("commands") or []}
+
+    async def create_command(self, name: str, description: str, args: str, set_name: str) -> None:
+        command = {"name": name, "description": description, "args": args, "set": set_name}
+        await self._call(f"create command /{name}", self.client.create_command(command))
+
+    async def update_command(self, name: str, description: str, args: str, set_name: str) -> None:
+        await self._call(
+            f"update command /{name}",
+            self.client.update_command(name, description=description, args=args, set=set_name),
+        )
+
+    async def channel_type_commands(self, channel_type: str) -> list[str]:
+        response = await self._call(f"read channel type '{channel_type}'", self.client.get_channel_type(channel_type))
+        return [item["name"] if isinstance(item, dict) else item for item in response.get("commands") or []]
+
+    async def set_channel_type_commands(self, channel_type: str, commands: list[str]) -> None:
+        await self._call(
+            f"update channel type '{channel_type}'",
+            self.client.update_channel_type(channel_type, commands=commands),
+        )
+
+    async def handler_url(self) -> str:
+        response = await self._call("read app settings", self.client.get_app_settings())
+        return (response.get("app") or {}).get("custom_action_handler_url") or ""
+
+    async def set_handler_url(self, url: str) -> None:
+        await self._call("set the command handler URL", self.client.update_app_settings(custom_action_handler_url=url))
+
+    # -- replies ------------------------------------------------------------------------------------
+
+    async def send_message(self, cid: str, user_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        channel_type, _, channel_id = cid.partition(":")
+        channel = self.client.channel(channel_type, channel_id)
+        response = await self._call("send a message", channel.send_message(fields, user_id))
+        return response["message"]
+
+    async def update_message(self, message_id: str, user_id: str, fields: dict[str, Any]) -> None:
+        await self._call(
+            "update a message", self.client.update_message_partial(message_id, {"set": fields}, user_id)
+        )
+
+    async def send_event(self, cid: str, user_id: str, event: dict[str, Any]) -> None:
+        channel_type, _, channel_id = cid.partition(":")
+        channel = self.client.channel(channel_type, channel_id)
+        await self._call("send an event", channel.send_event(event, user_id))
+
+    async def history(self, cid: str, parent_id: str | None, limit: int) -> list[ChatMessage]:
+        """The last ``limit`` messages of the channel, or of the thread under ``parent_id``."""
+        channel_type, _, channel_id = cid.partition(":")
+        if parent_id:
+            parent = await self._call("read the thread", self.client.get_message(parent_id))
+            replies = await self._call(
+                "read the thread", self.client.channel(channel_type, channel_id).get_replies(parent_id, limit=limit)
+            )
+            messages = [parent["message"], *replies.get("messages", [])]
+        else:
+            state = await self._call(
+                "read the channel",
+                self.client.channel(channel_type, channel_id).query(messages={"limit": limit}, watch=False, presence=False),
+            )
+            messages = state.get("messages", [])
+        return [_chat_message(message) for message in messages[-limit:] if message.get("type") != "deleted"]
+
+
+def _chat_message(message: dict[str, Any]) -> ChatMessage:
+    return ChatMessage(
+        id=message.get("id", ""),
+        user_id=(message.get("user") or {}).get("id", ""),
+        text=message.get("text") or "",
+        command=message.get("command") or None,
+        args=message.get("args") or "",
+        created_at=message.get("created_at") or "",
+    )
+
+
+def _error(what: str, exc: StreamAPIException) -> StreamError:
+    detail = getattr(exc, "error_message", None) or exc.response_text[:200] or "no details"
+    headers = {key.lower(): value for key, value in (getattr(exc, "headers", None) or {}).items()}
+    retry_at = None
+    reset = headers.get("x-ratelimit-reset", "").split(",")[0].strip()
+    if reset.isdigit():
+        retry_at = float(reset)
+    elif exc.status_code == 429:
+        retry_at = time.time() + 1.0
+    code = getattr(exc, "error_code", None)
+    return StreamError(
+        f"{what}: Stream answered {exc.status_code}: {detail}",
+        status=exc.status_code,
+        code=code if isinstance(code, int) else None,
+        retry_at=retry_at,
+    )
+
+
+def describe_error(exc: StreamError) -> str:
+    """A start-up message an operator can act on."""
+    if exc.status in (401, 403):
+        return f"{exc} — check STREAM_API_KEY and STREAM_API_SECRET (they must belong to the same Stream app)."
+    return str(exc)
+

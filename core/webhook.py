@@ -1,0 +1,145 @@
+"""POST /webhook: verify -> parse -> route -> ack.
+
+Stream waits at most one second for this answer, inside the user's send-message call, so
+nothing here touches the network: the reply is handed to a background job and the ack
+goes straight back. Anything that is not a correctly signed command gets a 4xx and no reply.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable, Mapping
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from core.config import Bot
+from core.provider import CommandRequest
+from core.signature import BodyError, decompress, verify
+
+log = logging.getLogger("slashbots.webhook")
+
+MAX_BODY = 256 * 1024  # bytes on the wire; Stream's messages are capped far below this
+MAX_INFLATED = 1024 * 1024
+
+
+class WebhookEndpoint:
+    """The ASGI endpoint Stream calls for every custom command of the app."""
+
+    def __init__(
+        self,
+        api_key: str,
+        api_secret: str,
+        bots: Mapping[str, Bot],
+        submit: Callable[[CommandRequest], None],
+    ) -> None:
+        self.api_key = api_key
+        self.api_secret = api_secret
+        self.bots = bots
+        self.bot_ids = frozenset(bot.identity.id for bot in bots.values())
+        self.submit = submit
+
+    async def __call__(self, request: Request) -> Response:
+        signature = request.headers.get("x-signature")
+        if not signature:
+            return _refuse(401, "missing X-Signature header")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY:
+            return _refuse(413, f"body larger than {MAX_BODY} bytes")
+        raw = await _read(request)
+        if raw is None:
+            return _refuse(413, f"body larger than {MAX_BODY} bytes")
+        try:
+            body = decompress(raw, MAX_INFLATED)
+        except BodyError as exc:
+            return _refuse(400, str(exc))
+        if not verify(body, signature, self.api_secret):
+            return _refuse(401, "signature does not match the body")
+        api_key = request.headers.get("x-api-key")
+        if api_key is not None and api_key != self.api_key:
+            return _refuse(401, "X-Api-Key is not this app's key")
+
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, RecursionError, ValueError):
+            return _refuse(400, "body is not JSON")
+        problem = _check_payload(payload)
+        if problem:
+            return _refuse(400, problem)
+        message: dict[str, Any] = payload["message"]
+        user: dict[str, Any] = payload.get("user") or message.get("user") or {}
+
+        bot = self.bots.get(message["command"])
+        if bot is None:
+            return _error_message(f"/{message['command']} is not a command this server knows.")
+        if user.get("id") in self.bot_ids:
+            # A bot's own message that happens to start with a command: never answer it, or two bots could loop.
+            return JSONResponse({"message": message})
+
+        self.submit(_command_request(bot, message, user))
+        return JSONResponse({"message": message})
+
+
+async def _read(request: Request) -> bytes | None:
+    """The raw body, or None once it passes MAX_BODY (reading stops there)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_payload(payload: Any) -> str | None:
+    if not isinstance(payload, dict):
+        return "body is not a JSON object"
+    message = payload.get("message")
+    if not isinstance(message, dict):
+        return "'message' is missing or not an object"
+    for key in ("id", "command", "cid"):
+        if not isinstance(message.get(key), str) or not message[key]:
+            return f"'message.{key}' is missing or not a string"
+    if ":" not in message["cid"]:
+        return "'message.cid' is not of the form type:id"
+    for key in ("text", "args", "parent_id"):
+        if message.get(key) is not None and not isinstance(message[key], str):
+            return f"'message.{key}' is not a string"
+    for owner in (payload.get("user"), message.get("user")):
+        if owner is not None and not (isinstance(owner, dict) and isinstance(owner.get("id"), str)):
+            return "'user' is not an object with a string id"
+    if not isinstance(payload.get("user") or message.get("user"), dict):
+        return "'user' is missing"
+    return None
+
+
+def _command_request(bot: Bot, message: dict[str, Any], user: dict[str, Any]) -> CommandRequest:
+    text = message.get("text") or ""
+    args = message.get("args")
+    if args is None:
+        args = text.partition(" ")[2]
+    name = user.get("name") or (user.get("Custom") or {}).get("name")  # Stream's docs show both shapes
+    return CommandRequest(
+        command=message["command"],
+        args=args.strip(),
+        text=text,
+        user_id=user["id"],
+        user_name=name if isinstance(name, str) else None,
+        cid=message["cid"],
+        message_id=message["id"],
+        parent_id=message.get("parent_id") or None,
+        bot=bot,
+        raw=message,
+    )
+
+
+def _refuse(status: int, reason: str) -> Response:
+    log.warning("webhook refused (%s): %s", status, reason)
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+def _error_message(text: str) -> Response:
+    """Stream shows an ``error`` message only to its sender, and still wants HTTP 200."""
+    return JSONResponse({"message": {"type": "error", "text": text}})
