@@ -76,7 +76,7 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/webhook", webhook, methods=["POST"]),
+            Route("/webhook", webhook.handle, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],

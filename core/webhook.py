@@ -40,7 +40,7 @@ class WebhookEndpoint:
         self.bot_ids = frozenset(bot.identity.id for bot in bots.values())
         self.submit = submit
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         signature = request.headers.get("x-signature")
         if not signature:
             return _refuse(401, "missing X-Signature header")
