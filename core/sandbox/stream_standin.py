@@ -26,7 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 from urllib.parse import urlparse
 
 import httpx
@@ -128,6 +128,12 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def _oldest_first(messages: Iterable[Json]) -> list[Json]:
+    """By created_at, as Stream orders them: a command message is stamped when it arrives,
+    before its hook runs, so a bot reply posted during the hook still sorts after it."""
+    return sorted(messages, key=lambda m: m["created_at"])
+
+
 def _render_html(text: str) -> str:
     """Stream renders markdown to `html`; plain paragraphs are close enough here."""
     return f"<p>{html.escape(text)}</p>\n" if text else ""
@@ -184,7 +190,7 @@ class StreamStandIn:
 
     def messages(self, cid: str) -> list[Json]:
         """Stored messages of a channel, thread replies included, oldest first."""
-        return self._snapshot(lambda: [m for m in self._messages.values() if m["cid"] == cid])
+        return self._snapshot(lambda: _oldest_first(m for m in self._messages.values() if m["cid"] == cid))
 
     def message(self, message_id: str) -> Json | None:
         return self._snapshot(lambda: self._messages.get(message_id))
@@ -589,10 +595,10 @@ class StreamStandIn:
         created_by = self._acting_user({"user": creator}, required=False)
         channel = self._ensure_channel(channel_type, channel_id, created_by, data)
         self._add_members(channel["cid"], data.get("members"))
-        visible = [  # thread replies show in the channel only when sent with show_in_channel
+        visible = _oldest_first(  # thread replies show in the channel only when sent with show_in_channel
             m for m in self._messages.values()
             if m["cid"] == channel["cid"] and (not m.get("parent_id") or m.get("show_in_channel"))
-        ]
+        )
         return {
             "channel": self._channel_view(channel),
             "messages": copy.deepcopy(visible[len(visible) - limit:] if limit else []),
@@ -802,7 +808,7 @@ class StreamStandIn:
             raise bad_input("limit must be an integer")
         if not 0 <= limit <= 300:
             raise bad_input("limit must be between 0 and 300")
-        replies = [m for m in self._messages.values() if m.get("parent_id") == parent["id"]]
+        replies = _oldest_first(m for m in self._messages.values() if m.get("parent_id") == parent["id"])
         before = request.query_params.get("id_lt")
         if before:  # paging backwards: only replies older than that one
             ids = [m["id"] for m in replies]
