@@ -1,0 +1,137 @@
+"""The console script, run as a user runs it: check, sync, plugins, and serve against the Stream stand-in."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import API_KEY, API_SECRET, ECHO_BOT, final_reply, send
+
+SLASHBOTS = str(Path(sys.executable).parent / "slashbots")
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SLASHBOTS, *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def test_check_lists_the_bots(write_config) -> None:
+    result = run("check", "--config", str(write_config(ECHO_BOT)))
+    assert result.returncode == 0, result.stderr
+    assert "OK, 1 bot(s)" in result.stdout
+    assert "/echo [text]" in result.stdout
+    assert "posts as Echo bot (echo-bot)" in result.stdout
+
+
+def test_check_reports_a_bad_file_in_one_line_and_exits_2(write_config) -> None:
+    result = run("check", "--config", str(write_config(ECHO_BOT.replace("command: echo", "command: Echo"))))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ")
+    assert "bots[0].command: expected a command name" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_without_config_reads_bots_yaml_in_the_working_directory(tmp_path) -> None:
+    result = run("check", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "bots.yaml: no such file" in result.stderr
+
+
+def test_plugins_lists_hooks_and_providers(write_config) -> None:
+    result = run("plugins", "--config", str(write_config(ECHO_BOT)))
+    assert result.returncode == 0, result.stderr
+    assert "plugins.echo (built-in)" in result.stdout
+    assert "hooks: register_providers" in result.stdout
+    assert "providers: echo" in result.stdout
+
+
+def test_sync_dry_run_prints_the_plan_and_writes_nothing(stream, write_config) -> None:
+    env = {"STREAM_CHAT_URL": stream.url, "SLASHBOTS_PUBLIC_URL": "https://bots.example.com"}
+    result = run("sync", "--dry-run", "--config", str(write_config(ECHO_BOT)), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "create command /echo" in result.stdout
+    assert "enable /echo on channel type 'messaging' (keeping ['giphy'])" in result.stdout
+    assert "set custom_action_handler_url to https://bots.example.com/webhook" in result.stdout
+    assert stream.standin.writes("command") == []
+    result = run("sync", "--config", str(write_config(ECHO_BOT)), env=env)
+    assert result.returncode == 0
+    assert len(stream.standin.writes("command")) == 1
+    result = run("sync", "--dry-run", "--config", str(write_config(ECHO_BOT)), env=env)
+    assert "already match bots.yaml" in result.stdout
+
+
+def test_sync_with_a_wrong_secret_says_so_without_leaking_it(stream, tmp_path) -> None:
+    path = tmp_path / "bots.yaml"
+    path.write_text(f"stream:\n  api_key: {API_KEY}\n  api_secret: ${{SECRET}}\nbots:\n{ECHO_BOT}")
+    result = run("sync", "--config", str(path), env={"STREAM_CHAT_URL": stream.url, "SECRET": "hunter2-wrong-secret-hunter2-wrong"})
+    assert result.returncode == 1
+    assert "Stream answered 401" in result.stderr
+    assert "check STREAM_API_KEY and STREAM_API_SECRET" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_serve_end_to_end(stream, write_config, chat) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "STREAM_CHAT_URL": stream.url, "SLASHBOTS_PUBLIC_URL": url}
+    process = subprocess.Popen(
+        [SLASHBOTS, "serve", "--config", str(write_config(ECHO_BOT)), "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(url + "/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.1)
+        await send(chat, "/echo from a real process ✓")
+        [reply] = await final_reply(stream.standin, "echo-bot")
+        assert reply["text"] == "from a real process ✓"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells how it ended.
+    assert process.returncode in (0, -signal.SIGTERM), output
+    assert "Application shutdown complete" in output
+    assert "sync: create command /echo" in output
+    assert API_SECRET not in output
+
+
+def test_serve_with_a_wrong_secret_exits_with_one_clear_line(stream, write_config) -> None:
+    path = write_config(ECHO_BOT)
+    path.write_text(path.read_text().replace(API_SECRET, "a-secret-stream-does-not-know-about"))
+    result = subprocess.run([SLASHBOTS, "serve", "--config", str(path), "--port", str(free_port())],
+                            capture_output=True, text=True, timeout=60, env={**os.environ, "STREAM_CHAT_URL": stream.url})
+    assert result.returncode == 1
+    assert "error: could not sync bots with Stream" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "a-secret-stream" not in result.stderr
+
+
+@pytest.mark.parametrize("missing", ["STREAM_API_KEY", "STREAM_API_SECRET"])
+def test_serve_without_keys_says_what_to_set(tmp_path, missing) -> None:
+    path = tmp_path / "bots.yaml"
+    path.write_text("stream:\n  api_key: ${STREAM_API_KEY}\n  api_secret: ${STREAM_API_SECRET}\nbots:\n" + ECHO_BOT)
+    env = {"STREAM_API_KEY": "k", "STREAM_API_SECRET": "s", missing: ""}
+    result = run("serve", "--config", str(path), env=env)
+    assert result.returncode == 2
+    assert "set STREAM_API_KEY and STREAM_API_SECRET" in result.stderr
