@@ -16,7 +16,7 @@ from core.config import Config
 from core.plugins import PluginManager, build_providers, close_providers, plugin_manager
 from core.replies import Replies
 from core.stream import StreamError, StreamGateway, describe_error
-from core.sync import handler_url_for, sync_bots
+from core.sync import SyncPlan, handler_url_for, sync_bots
 from core.webhook import WebhookEndpoint
 
 log = logging.getLogger("slashbots")
@@ -58,7 +58,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             if sync:
-                await _sync(gateway, config, handler_url)
+                plan = await _sync(gateway, config, handler_url)
+                replies.max_message_length.update(plan.max_message_length)
             app.state.ready = True
             yield
         finally:
@@ -87,8 +88,8 @@ def create_app(
     return app
 
 
-async def _sync(gateway: StreamGateway, config: Config, handler_url: str | None) -> None:
+async def _sync(gateway: StreamGateway, config: Config, handler_url: str | None) -> SyncPlan:
     try:
-        await sync_bots(gateway, config, handler_url)
+        return await sync_bots(gateway, config, handler_url)
     except StreamError as exc:
         raise StartupError(f"could not sync bots with Stream: {describe_error(exc)}") from None

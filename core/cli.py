@@ -115,10 +115,11 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     # Sync before listening, so a bad key or an unreachable Stream is one clear line, not a traceback.
     try:
-        asyncio.run(_sync_once(config, handler_url))
+        plan = asyncio.run(_sync_once(config, handler_url))
     except StreamError as exc:
         print(f"error: could not sync bots with Stream: {describe_error(exc)}", file=sys.stderr)
         return 1
+    app.state.replies.max_message_length.update(plan.max_message_length)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 

@@ -148,7 +148,7 @@ class Relay:
         current = self.text[start:].lstrip() if self.cuts else self.text
         index = len(self.cuts)
         if self._closed.is_set():
-            await self._final(index, current)
+            await self._final(index, current.rstrip())
             self._finals_done += 1
             return
         if not self.streaming:

@@ -19,6 +19,7 @@ from core.stream import StreamGateway
 
 log = logging.getLogger("slashbots.replies")
 
+DEFAULT_MAX_MESSAGE_LENGTH = 5000
 SHUTDOWN_NOTE = "The server shut down before the answer was finished. Please ask again."
 
 
@@ -30,13 +31,12 @@ class Replies:
         gateway: StreamGateway,
         providers: Mapping[str, Provider],
         hook: Any,
-        *,
-        max_message_length: int = 5000,
     ) -> None:
         self.gateway = gateway
         self.providers = providers
         self.hook = hook
-        self.max_message_length = max_message_length
+        # Stream's default; channel types that set less are filled in by the start-up sync.
+        self.max_message_length: dict[str, int] = {}
         self.running: set[asyncio.Task[None]] = set()
         self.finished = 0
 
@@ -68,7 +68,7 @@ class Replies:
             parent_id=request.parent_id,
             streaming=bot.streaming,
             interval=bot.update_interval_ms / 1000,
-            max_length=self.max_message_length,
+            max_length=self.max_message_length.get(request.channel_type, DEFAULT_MAX_MESSAGE_LENGTH),
         )
         relay.open()
         outcome = "ok"

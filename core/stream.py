@@ -98,9 +98,12 @@ class StreamGateway:
             self.client.update_command(name, description=description, args=args, set=set_name),
         )
 
-    async def channel_type_commands(self, channel_type: str) -> list[str]:
+    async def channel_type(self, channel_type: str) -> tuple[list[str], int | None]:
+        """The names of the commands enabled on ``channel_type``, and its longest allowed message."""
         response = await self._call(f"read channel type '{channel_type}'", self.client.get_channel_type(channel_type))
-        return [item["name"] if isinstance(item, dict) else item for item in response.get("commands") or []]
+        commands = [item["name"] if isinstance(item, dict) else item for item in response.get("commands") or []]
+        longest = response.get("max_message_length")
+        return commands, longest if isinstance(longest, int) and longest > 0 else None
 
     async def set_channel_type_commands(self, channel_type: str, commands: list[str]) -> None:
         await self._call(

@@ -27,6 +27,7 @@ class SyncPlan:
     update: list[tuple[Bot, dict[str, Any]]] = field(default_factory=list)
     channel_types: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
     handler_url: tuple[str, str] | None = None  # (current, wanted)
+    max_message_length: dict[str, int] = field(default_factory=dict)  # per channel type, where set
 
     @property
     def writes(self) -> int:
@@ -79,7 +80,9 @@ async def plan_sync(gateway: StreamGateway, config: Config, handler_url: str | N
         for channel_type in bot.channel_types:
             wanted.setdefault(channel_type, []).append(bot.command)
     for channel_type, commands in wanted.items():
-        current_commands = await gateway.channel_type_commands(channel_type)
+        current_commands, longest = await gateway.channel_type(channel_type)
+        if longest:
+            plan.max_message_length[channel_type] = longest
         missing = [command for command in commands if command not in current_commands]
         if missing:
             plan.channel_types[channel_type] = (current_commands, current_commands + missing)

@@ -1,0 +1,39 @@
+"""Providers for relay tests: they write at a set pace, the way models do.
+
+Loaded by bots.yaml (``plugins: [tests.support.writers]``) like any third-party plugin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+from core import CommandRequest, ProviderError, hookimpl
+
+
+class Writer:
+    """Yields ``pieces`` copies of ``piece`` (or ``text`` cut into ``chunk``-sized pieces), ``delay`` apart."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.first_delay = float(options.get("first_delay", 0.0))
+        self.delay = float(options.get("delay", 0.0))
+        self.fail_after = options.get("fail_after")
+        if "text" in options:
+            text, chunk = str(options["text"]), int(options.get("chunk", 7))
+            self.pieces = [text[i : i + chunk] for i in range(0, len(text), chunk)]
+        else:
+            self.pieces = [str(options.get("piece", "word "))] * int(options.get("pieces", 10))
+
+    async def respond(self, request: CommandRequest) -> AsyncIterator[str]:
+        await asyncio.sleep(self.first_delay)
+        for index, piece in enumerate(self.pieces):
+            if index and self.delay:
+                await asyncio.sleep(self.delay)
+            if self.fail_after is not None and index == int(self.fail_after):
+                raise ProviderError("the model stopped answering.")
+            yield piece
+
+
+@hookimpl
+def register_providers(register):
+    register("writer", Writer)
