@@ -61,7 +61,7 @@ class Relay:
         self.final_deadline = final_deadline
         self.text = ""
         self.cuts: list[int] = []  # where each finished message ends, in self.text
-        self.ids: list[str] = []  # Stream message ids, one per message posted
+        self.ids: dict[int, str] = {}  # message number -> Stream message id, once posted
         self.writes = 0
         self.first_text_at: float | None = None
         self._finals_done = 0  # messages whose final text has landed
@@ -141,7 +141,7 @@ class Relay:
         while self._finals_done < len(self.cuts):
             index = self._finals_done
             start = self.cuts[index - 1] if index else 0
-            await self._final(index, self.text[start : self.cuts[index]].rstrip())
+            await self._final(index, self.text[start : self.cuts[index]].strip())
             self._finals_done += 1
             self._written = ""
         start = self.cuts[-1] if self.cuts else 0
@@ -153,8 +153,8 @@ class Relay:
             return
         if not self.streaming:
             return
-        if index >= len(self.ids):
-            await self._post(current, generating=True)
+        if index not in self.ids:
+            await self._post(index, current, generating=True)
             self._event(GENERATING if current else THINKING)
         elif current != self._written:
             self._event(GENERATING)
@@ -163,12 +163,12 @@ class Relay:
         if current and self.first_text_at is None:
             self.first_text_at = time.monotonic()
 
-    async def _post(self, text: str, *, generating: bool) -> None:
+    async def _post(self, index: int, text: str, *, generating: bool) -> None:
         fields: dict[str, Any] = {"text": text, "ai_generated": True, "generating": generating}
         if self.parent_id:
             fields["parent_id"] = self.parent_id
         message = await self.gateway.send_message(self.cid, self.bot_id, fields)
-        self.ids.append(message["id"])
+        self.ids[index] = message["id"]
         self._note_patch(text)
 
     def _note_patch(self, text: str) -> None:
@@ -183,11 +183,11 @@ class Relay:
         attempt = 0
         while True:
             try:
-                if index < len(self.ids):
+                if index in self.ids:
                     await self.gateway.update_message(self.ids[index], self.bot_id, {"text": text, "generating": False})
                     self._note_patch(text)
                 else:
-                    await self._post(text, generating=False)
+                    await self._post(index, text, generating=False)
                 if text and self.first_text_at is None:
                     self.first_text_at = time.monotonic()
                 return
@@ -208,9 +208,9 @@ class Relay:
             return
         self._state = state
         if state is None:
-            event = {"type": "ai_indicator.clear", "message_id": self.ids[0]}
+            event = {"type": "ai_indicator.clear", "message_id": self.ids[min(self.ids)]}
         else:
-            event = {"type": "ai_indicator.update", "ai_state": state, "message_id": self.ids[-1]}
+            event = {"type": "ai_indicator.update", "ai_state": state, "message_id": self.ids[max(self.ids)]}
         self._events.put_nowait(event)
 
     async def _send_events(self) -> None:
