@@ -1,0 +1,26 @@
+"""The ChatGPT provider plugin: OpenAI moderation, then a streamed Chat Completions answer.
+
+Registered like any third-party plugin. The modules, one idea each:
+
+- ``options``: the bot's ``options:`` checked and defaulted (``Settings``);
+- ``sse``: bytes to server-sent events;
+- ``completions``: Chat Completions stream events to text, errors and how the answer ended;
+- ``openai_api``: the HTTP calls, retries, and failures worded for users;
+- ``moderation``: what a flagged request is told;
+- ``memory``: earlier exchanges rebuilt from the channel's history;
+- ``provider``: the ``ChatGPT`` provider that puts them together.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from core import hookimpl
+from plugins.chatgpt.provider import ChatGPT
+
+__all__ = ["ChatGPT"]
+
+
+@hookimpl
+def register_providers(register: Callable[..., None]) -> None:
+    register("chatgpt", ChatGPT)

@@ -1,0 +1,45 @@
+"""Helpers for the ChatGPT provider tests: building a command and collecting an answer."""
+
+from __future__ import annotations
+
+from core import ChatMessage, CommandRequest
+from core.config import Bot, Identity
+from plugins.chatgpt import ChatGPT
+
+TEST_KEY = "sk-proj-standinKEY0123456789abcdefWXYZ"
+BOT = Bot(
+    command="gpt",
+    description="Ask GPT",
+    provider="chatgpt",
+    channel_types=("messaging",),
+    identity=Identity(id="chatgpt-bot", name="ChatGPT bot"),
+)
+
+
+def command(args: str, history: list[ChatMessage] | None = None, bot: Bot = BOT) -> CommandRequest:
+    async def read_history(limit: int) -> list[ChatMessage]:
+        read_history.limits.append(limit)  # type: ignore[attr-defined]
+        return list(history or [])[-limit:]
+
+    read_history.limits = []  # type: ignore[attr-defined]
+    return CommandRequest(
+        command=bot.command,
+        args=args,
+        text=f"/{bot.command} {args}",
+        user_id="alice",
+        cid="messaging:general",
+        message_id="msg-now",
+        bot=bot,
+        _history=read_history,
+    )
+
+
+async def answer(provider: ChatGPT, request: CommandRequest) -> tuple[list[str], BaseException | None]:
+    """Everything the provider yielded, and the exception it ended with (or None)."""
+    pieces: list[str] = []
+    try:
+        async for piece in provider.respond(request):
+            pieces.append(piece)
+    except Exception as exc:  # the test inspects it
+        return pieces, exc
+    return pieces, None

@@ -1,0 +1,97 @@
+"""Conversation memory rebuilt from the channel's history."""
+
+from __future__ import annotations
+
+from core import ChatMessage
+from plugins.chatgpt.memory import as_messages, history_limit, recent_exchanges
+
+BOT_ID = "chatgpt-bot"
+
+
+def ask(n: int, text: str, user: str = "alice", command: str = "gpt") -> ChatMessage:
+    return ChatMessage(id=f"m{n}", user_id=user, text=f"/{command} {text}", command=command, args=text)
+
+
+def bot(n: int, text: str, user: str = BOT_ID) -> ChatMessage:
+    return ChatMessage(id=f"m{n}", user_id=user, text=text)
+
+
+def say(n: int, text: str, user: str = "bob") -> ChatMessage:
+    return ChatMessage(id=f"m{n}", user_id=user, text=text)
+
+
+def exchanges(history: list[ChatMessage], turns: int = 10, chars: int = 12_000) -> list[tuple[str, str]]:
+    return recent_exchanges(history, command="gpt", bot_user_id=BOT_ID, max_turns=turns, max_chars=chars)
+
+
+def test_pairs_questions_with_answers_and_skips_chatter() -> None:
+    history = [
+        say(1, "morning all"),
+        ask(2, "what is a vector clock?"),
+        say(3, "good question"),
+        bot(4, "A vector clock is..."),
+        ask(5, "hello", command="weather"),
+        bot(6, "Sunny", user="weather-bot"),
+        ask(7, " and a Lamport clock? ", user="bob"),
+        bot(8, "A Lamport clock is..."),
+    ]
+    assert exchanges(history) == [
+        ("what is a vector clock?", "A vector clock is..."),
+        ("and a Lamport clock?", "A Lamport clock is..."),
+    ]
+
+
+def test_questions_asked_before_the_answers_pair_in_order() -> None:
+    history = [ask(1, "q1"), ask(2, "q2", user="bob"), bot(3, "a1"), bot(4, "a2")]
+    assert exchanges(history) == [("q1", "a1"), ("q2", "a2")]
+
+
+def test_split_answer_is_joined_back() -> None:
+    history = [ask(1, "long one"), bot(2, "part one, "), bot(3, "part two")]
+    assert exchanges(history) == [("long one", "part one, part two")]
+
+
+def test_unanswered_and_empty_questions_are_dropped() -> None:
+    # An empty command got a hint (in one or more messages); neither is memory worth keeping.
+    history = [ask(1, ""), bot(2, "Ask me something after /gpt"), bot(3, "...more hint"), ask(4, "q"), bot(5, "a")]
+    assert exchanges(history) == [("q", "a")]
+    assert exchanges([ask(1, "q")]) == []
+    assert exchanges([ask(1, "q1"), bot(2, "a1"), ask(3, "left hanging")]) == [("q1", "a1")]
+
+
+def test_bot_messages_before_any_question_are_skipped() -> None:
+    assert exchanges([bot(1, "welcome!"), ask(2, "q"), bot(3, "a")]) == [("q", "a")]
+
+
+def test_interrupted_and_error_answers_are_kept_as_shown() -> None:
+    history = [ask(1, "q"), bot(2, "Half an ans\n\n⚠️ Answer interrupted: the connection broke off.")]
+    assert exchanges(history) == [("q", "Half an ans\n\n⚠️ Answer interrupted: the connection broke off.")]
+
+
+def test_keeps_the_most_recent_turns() -> None:
+    history = [message for n in range(6) for message in (ask(2 * n, f"q{n}"), bot(2 * n + 1, f"a{n}"))]
+    assert exchanges(history, turns=2) == [("q4", "a4"), ("q5", "a5")]
+    assert exchanges(history, turns=0) == []
+
+
+def test_character_budget_keeps_whole_recent_exchanges() -> None:
+    history = [ask(1, "q" * 10), bot(2, "a" * 100), ask(3, "q" * 10), bot(4, "a" * 30)]
+    assert exchanges(history, chars=50) == [("q" * 10, "a" * 30)]
+    assert exchanges(history, chars=149) == [("q" * 10, "a" * 30)]
+    assert exchanges(history, chars=150) == [("q" * 10, "a" * 100), ("q" * 10, "a" * 30)]
+    assert exchanges(history, chars=39) == []  # the latest alone is too long: nothing, not half of it
+
+
+def test_as_messages() -> None:
+    assert as_messages([("q1", "a1"), ("q2", "a2")]) == [
+        {"role": "user", "content": "q1"},
+        {"role": "assistant", "content": "a1"},
+        {"role": "user", "content": "q2"},
+        {"role": "assistant", "content": "a2"},
+    ]
+
+
+def test_history_limit_reads_more_than_the_turns_but_not_unbounded() -> None:
+    assert history_limit(1) >= 2
+    assert history_limit(10) >= 20
+    assert history_limit(1000) == 200
