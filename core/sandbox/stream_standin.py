@@ -180,7 +180,7 @@ class StreamStandIn:
 
     @property
     def calls(self) -> list[Json]:
-        """Every request served, in order: {method, path, query, json, status, operation}."""
+        """Every request served, in order: {method, path, query, json, status, operation, at}."""
         return self._snapshot(lambda: self._calls)
 
     @property
@@ -319,6 +319,7 @@ class StreamStandIn:
                 self._calls.append({
                     "method": request.method, "path": request.url.path, "query": dict(request.query_params),
                     "json": body, "status": status, "operation": operation,
+                    "at": time.monotonic(),  # when the call was answered, for latency measurements
                 })
             return JSONResponse(payload, status_code=status, headers=headers)
 
