@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import AsyncIterator
+from typing import AsyncIterator, Sequence
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from core.config import Config
 from core.plugins import PluginManager, build_providers, close_providers, plugin_manager
@@ -34,6 +34,7 @@ def create_app(
     public_url: str | None = None,
     sync: bool = True,
     drain_timeout: float = 30.0,
+    routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """Build the server for ``config``. Plugins and providers load now, so config errors surface before serving."""
     if not config.stream.configured:
@@ -80,6 +81,7 @@ def create_app(
             Route("/webhook", webhook.handle, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *routes,
         ],
         lifespan=lifespan,
     )

@@ -107,6 +107,14 @@ def _serve(args: argparse.Namespace) -> int:
     from core.app import StartupError, create_app
 
     config = _load(args)
+    if not config.stream.configured:
+        from core.sandbox.runner import serve_sandbox
+
+        try:
+            asyncio.run(serve_sandbox(config, args.host, args.port))
+        except KeyboardInterrupt:
+            return 130
+        return 0
     handler_url = handler_url_for(config, os.environ.get("SLASHBOTS_PUBLIC_URL"))
     try:
         app = create_app(config, sync=False)
