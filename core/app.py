@@ -33,7 +33,6 @@ def create_app(
     stream_url: str | None = None,
     public_url: str | None = None,
     sync: bool = True,
-    drain_timeout: float = 30.0,
     routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """Build the server for ``config``. Plugins and providers load now, so config errors surface before serving."""
@@ -45,12 +44,12 @@ def create_app(
     pm = pm or plugin_manager(config)
     providers = build_providers(config, pm)
     gateway = StreamGateway(config.stream.api_key, config.stream.api_secret, base_url=stream_url)
-    replies = Replies(gateway, providers, pm.hook)
+    replies = Replies(gateway, providers, pm.hook, max_in_flight=config.server.max_replies_in_flight)
     webhook = WebhookEndpoint(
         config.stream.api_key,
         config.stream.api_secret,
         {bot.command: bot for bot in config.bots},
-        replies.submit,
+        replies,
     )
     public_url = public_url if public_url is not None else os.environ.get("SLASHBOTS_PUBLIC_URL")
     handler_url = handler_url_for(config, public_url)
@@ -65,7 +64,7 @@ def create_app(
             yield
         finally:
             app.state.ready = False
-            await replies.drain(drain_timeout)
+            await replies.drain(config.server.shutdown_timeout)
             await close_providers(providers)
             await gateway.close()
 

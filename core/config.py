@@ -17,6 +17,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from core.ratelimit import Rate
+
 MAX_COMMANDS = 50  # Stream's limit on custom commands per app
 BUILTIN_COMMANDS = frozenset({"giphy", "mute", "ban", "unmute", "unban"})
 COMMAND_NAME = re.compile(r"[a-z][a-z0-9_-]*")
@@ -59,6 +61,7 @@ class Bot:
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     streaming: bool = True
     update_interval_ms: int = 250
+    rate_limits: Mapping[str, Rate] = field(default_factory=lambda: MappingProxyType({}))  # scope -> rate
 
 
 @dataclass(frozen=True)
@@ -73,11 +76,18 @@ class StreamSettings:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    max_replies_in_flight: int = 500  # beyond this, new commands are told the bot is busy
+    shutdown_timeout: float = 25.0  # seconds running replies get to finish on SIGTERM
+
+
+@dataclass(frozen=True)
 class Config:
     source: str
     stream: StreamSettings
     bots: tuple[Bot, ...]
     plugins: tuple[str, ...] = ()
+    server: ServerSettings = ServerSettings()
 
     def bot(self, command: str) -> Bot | None:
         return next((bot for bot in self.bots if bot.command == command), None)
@@ -161,8 +171,9 @@ class _Reader:
     # -- validation --------------------------------------------------------------------------
 
     def config(self, document: Any) -> Config:
-        top = self.mapping(document, "", required={"bots"}, optional={"stream", "plugins"})
+        top = self.mapping(document, "", required={"bots"}, optional={"stream", "plugins", "server"})
         stream = self.stream(top.get("stream", {}))
+        server = self.server(top.get("server", {}))
         plugins = tuple(
             self.string(item, f"plugins[{i}]", pattern=MODULE_PATH, expected="a dotted module path")
             for i, item in enumerate(self.sequence(top.get("plugins", []), "plugins"))
@@ -174,7 +185,16 @@ class _Reader:
             raise self.fail("bots", f"Stream allows at most {MAX_COMMANDS} commands per app; found {len(entries)}")
         bots = tuple(self.bot(entry, f"bots[{i}]") for i, entry in enumerate(entries))
         self.check_unique(bots)
-        return Config(self.source, stream, bots, plugins, _lines=MappingProxyType(dict(self.lines)))
+        return Config(self.source, stream, bots, plugins, server, _lines=MappingProxyType(dict(self.lines)))
+
+    def server(self, value: Any) -> ServerSettings:
+        section = self.mapping(value, "server", optional={"max_replies_in_flight", "shutdown_timeout"})
+        defaults = ServerSettings()
+        return ServerSettings(
+            max_replies_in_flight=self.number(section, "max_replies_in_flight", "server", defaults.max_replies_in_flight,
+                                              minimum=1, integer=True),
+            shutdown_timeout=self.number(section, "shutdown_timeout", "server", defaults.shutdown_timeout, minimum=0),
+        )
 
     def stream(self, value: Any) -> StreamSettings:
         section = self.mapping(value, "stream", optional={"api_key", "api_secret", "webhook_url"})
@@ -192,7 +212,7 @@ class _Reader:
             value,
             path,
             required={"command", "description", "provider", "channel_types", "identity"},
-            optional={"args", "options", "streaming", "update_interval_ms"},
+            optional={"args", "options", "streaming", "update_interval_ms", "rate_limit"},
         )
         command = self.string(entry["command"], f"{path}.command", pattern=COMMAND_NAME,
                               expected="a command name: lowercase letters, digits, '-' and '_', starting with a letter")
@@ -226,7 +246,18 @@ class _Reader:
             options=_freeze(options),
             streaming=streaming,
             update_interval_ms=interval,
+            rate_limits=self.rate_limits(entry.get("rate_limit", {}), f"{path}.rate_limit"),
         )
+
+    def rate_limits(self, value: Any, path: str) -> Mapping[str, Rate]:
+        section = self.mapping(value, path, optional={"per_user", "per_channel", "per_bot"})
+        limits = {}
+        for scope, text in section.items():
+            try:
+                limits[scope.removeprefix("per_")] = Rate.parse(text)
+            except ValueError as exc:
+                raise self.fail(f"{path}.{scope}", str(exc)) from None
+        return MappingProxyType(limits)
 
     def identity(self, value: Any, path: str) -> Identity:
         entry = self.mapping(value, path, required={"id", "name"}, optional={"image"})
@@ -267,6 +298,15 @@ class _Reader:
         for key in sorted(required):
             if key not in value:
                 raise self.fail(path, f"missing required key '{key}'")
+        return value
+
+    def number(self, entry: dict[str, Any], key: str, path: str, default: float, *, minimum: float,
+               integer: bool = False) -> Any:
+        value = entry.get(key, default)
+        kind = int if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
+            expected = "an integer" if integer else "a number"
+            raise self.fail(f"{path}.{key}", f"expected {expected} of at least {minimum:g}, got {value!r}")
         return value
 
     def sequence(self, value: Any, path: str) -> list[Any]:

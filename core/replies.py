@@ -31,14 +31,22 @@ class Replies:
         gateway: StreamGateway,
         providers: Mapping[str, Provider],
         hook: Any,
+        *,
+        max_in_flight: int = 500,
     ) -> None:
         self.gateway = gateway
         self.providers = providers
         self.hook = hook
+        self.max_in_flight = max_in_flight
+        self.accepting = True
         # Stream's default; channel types that set less are filled in by the start-up sync.
         self.max_message_length: dict[str, int] = {}
         self.running: set[asyncio.Task[None]] = set()
         self.finished = 0
+
+    @property
+    def full(self) -> bool:
+        return len(self.running) >= self.max_in_flight
 
     def submit(self, request: CommandRequest) -> None:
         """Start the reply in the background and return at once (called from the webhook's ack)."""
@@ -49,6 +57,7 @@ class Replies:
 
     async def drain(self, timeout: float) -> None:
         """Let running replies finish for up to ``timeout`` seconds, then end the rest with a note."""
+        self.accepting = False
         if not self.running:
             return
         log.info("waiting up to %.0fs for %d running replies", timeout, len(self.running))

@@ -9,19 +9,34 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable, Mapping
+import math
+from typing import Any, Mapping, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.config import Bot
+from core.dedupe import RecentKeys
 from core.provider import CommandRequest
+from core.ratelimit import RateLimiter
 from core.signature import BodyError, decompress, verify
 
 log = logging.getLogger("slashbots.webhook")
 
 MAX_BODY = 256 * 1024  # bytes on the wire; Stream's messages are capped far below this
 MAX_INFLATED = 1024 * 1024
+MAX_TEXT = 20_000  # Stream's own ceiling for a channel type's max_message_length
+
+
+class ReplyQueue(Protocol):
+    """What the webhook needs of the reply jobs: whether there is room, and a way in."""
+
+    accepting: bool
+
+    @property
+    def full(self) -> bool: ...
+
+    def submit(self, request: CommandRequest) -> None: ...
 
 
 class WebhookEndpoint:
@@ -32,15 +47,20 @@ class WebhookEndpoint:
         api_key: str,
         api_secret: str,
         bots: Mapping[str, Bot],
-        submit: Callable[[CommandRequest], None],
+        replies: ReplyQueue,
     ) -> None:
         self.api_key = api_key
         self.api_secret = api_secret
         self.bots = bots
         self.bot_ids = frozenset(bot.identity.id for bot in bots.values())
-        self.submit = submit
+        self.replies = replies
+        self.accepted = RecentKeys()
+        self.limiter = RateLimiter()
 
     async def handle(self, request: Request) -> Response:
+        content_type = request.headers.get("content-type", "application/json")
+        if "json" not in content_type.lower():
+            return _refuse(415, f"expected a JSON body, got Content-Type {content_type[:100]!r}")
         signature = request.headers.get("x-signature")
         if not signature:
             return _refuse(401, "missing X-Signature header")
@@ -77,8 +97,35 @@ class WebhookEndpoint:
             # A bot's own message that happens to start with a command: never answer it, or two bots could loop.
             return JSONResponse({"message": message})
 
-        self.submit(_command_request(bot, message, user))
+        keys = [f"message:{message['id']}"]
+        if request.headers.get("x-webhook-id"):
+            keys.append(f"webhook:{request.headers['x-webhook-id']}")
+        if self.accepted.seen(keys):
+            # Stream retried, or someone replayed it: the first delivery already has its reply.
+            log.info("duplicate delivery of message %s ignored", message["id"])
+            return JSONResponse({"message": message})
+        refusal = self._refusal(bot, message, user)
+        if refusal:
+            return _error_message(refusal)
+        self.accepted.remember(keys)
+        self.replies.submit(_command_request(bot, message, user))
         return JSONResponse({"message": message})
+
+    def _refusal(self, bot: Bot, message: dict[str, Any], user: dict[str, Any]) -> str | None:
+        """Why this command cannot be taken now, in words for its sender; None if it can."""
+        command = f"/{bot.command}"
+        if not self.replies.accepting:
+            return f"The bots are restarting. Please try {command} again in a few seconds."
+        if self.replies.full:
+            return f"The bots are busy right now. Please try {command} again shortly."
+        scopes = {"user": user["id"], "channel": message["cid"], "bot": ""}
+        limits = [(f"{bot.command}:{scope}:{scopes[scope]}", rate) for scope, rate in bot.rate_limits.items()]
+        wait = self.limiter.acquire(limits) if limits else 0.0
+        if wait:
+            whom = {"user": "per person", "channel": "in this channel", "bot": "in all"}
+            rules = ", ".join(f"{rate.text} {whom[scope]}" for scope, rate in bot.rate_limits.items())
+            return f"Slow down: {command} takes {rules}. Try again in {math.ceil(wait)} seconds."
+        return None
 
 
 async def _read(request: Request) -> bytes | None:
@@ -107,6 +154,8 @@ def _check_payload(payload: Any) -> str | None:
     for key in ("text", "args", "parent_id"):
         if message.get(key) is not None and not isinstance(message[key], str):
             return f"'message.{key}' is not a string"
+        if isinstance(message.get(key), str) and len(message[key]) > MAX_TEXT:
+            return f"'message.{key}' is longer than {MAX_TEXT} characters"
     for owner in (payload.get("user"), message.get("user")):
         if owner is not None and not (isinstance(owner, dict) and isinstance(owner.get("id"), str)):
             return "'user' is not an object with a string id"
