@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx  # noqa: E402
 from stream_chat import StreamChatAsync  # noqa: E402
 
 from core.app import create_app  # noqa: E402
@@ -77,6 +78,8 @@ async def run(replies: int) -> dict[str, list[dict[str, float]]]:
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         app = create_app(load_config(path), stream_url=stream.url, public_url=url)
         with LoopbackServer(app, sock=sock):
+            while httpx.get(url + "/readyz").status_code != 200:  # synced with the stand-in yet?
+                time.sleep(0.02)
             chat = StreamChatAsync(KEY, SECRET, base_url=stream.url)
             await chat.upsert_user({"id": "user", "name": "User"})
 

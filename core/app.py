@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
-from typing import AsyncIterator, Sequence
+from typing import AsyncIterator, Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -16,7 +17,7 @@ from core.config import Config
 from core.plugins import PluginManager, build_providers, close_providers, plugin_manager
 from core.replies import Replies
 from core.stream import StreamError, StreamGateway, describe_error
-from core.sync import SyncPlan, handler_url_for, sync_bots
+from core.sync import handler_url_for, sync_bots
 from core.webhook import WebhookEndpoint
 
 log = logging.getLogger("slashbots")
@@ -34,6 +35,7 @@ def create_app(
     public_url: str | None = None,
     sync: bool = True,
     routes: Sequence[BaseRoute] = (),
+    on_fatal: Callable[[], None] | None = None,
 ) -> Starlette:
     """Build the server for ``config``. Plugins and providers load now, so config errors surface before serving."""
     if not config.stream.configured:
@@ -54,16 +56,39 @@ def create_app(
     public_url = public_url if public_url is not None else os.environ.get("SLASHBOTS_PUBLIC_URL")
     handler_url = handler_url_for(config, public_url)
 
+    async def keep_syncing(app: Starlette) -> None:
+        """Sync with Stream, retrying while it is unreachable; a refusal (bad key, ...) stops the server."""
+        delay = 1.0
+        while True:
+            try:
+                plan = await sync_bots(gateway, config, handler_url)
+            except StreamError as exc:
+                if exc.retryable:
+                    log.warning("could not sync with Stream (%s); retrying in %.0fs", exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
+                app.state.fatal = f"could not sync bots with Stream: {describe_error(exc)}"
+                log.error("%s", app.state.fatal)
+                if on_fatal is not None:
+                    on_fatal()
+                return
+            replies.max_message_length.update(plan.max_message_length)
+            app.state.ready = True
+            return
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.fatal = None
+        app.state.ready = not sync
+        # In the background: the webhook works for commands Stream already knows while Stream is away.
+        syncing = asyncio.create_task(keep_syncing(app)) if sync else None
         try:
-            if sync:
-                plan = await _sync(gateway, config, handler_url)
-                replies.max_message_length.update(plan.max_message_length)
-            app.state.ready = True
             yield
         finally:
             app.state.ready = False
+            if syncing is not None:
+                syncing.cancel()
             await replies.drain(config.server.shutdown_timeout)
             await close_providers(providers)
             await gateway.close()
@@ -87,10 +112,3 @@ def create_app(
     app.state.replies = replies
     app.state.config = config
     return app
-
-
-async def _sync(gateway: StreamGateway, config: Config, handler_url: str | None) -> SyncPlan:
-    try:
-        return await sync_bots(gateway, config, handler_url)
-    except StreamError as exc:
-        raise StartupError(f"could not sync bots with Stream: {describe_error(exc)}") from None

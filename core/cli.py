@@ -115,20 +115,17 @@ def _serve(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             return 130
         return 0
-    handler_url = handler_url_for(config, os.environ.get("SLASHBOTS_PUBLIC_URL"))
     try:
-        app = create_app(config, sync=False)
+        # A refusal from Stream during the start-up sync (a bad key, say) stops the server.
+        app = create_app(config, on_fatal=lambda: setattr(server, "should_exit", True))
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # Sync before listening, so a bad key or an unreachable Stream is one clear line, not a traceback.
-    try:
-        plan = asyncio.run(_sync_once(config, handler_url))
-    except StreamError as exc:
-        print(f"error: could not sync bots with Stream: {describe_error(exc)}", file=sys.stderr)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info"))
+    server.run()
+    if app.state.fatal:
+        print(f"error: {app.state.fatal}", file=sys.stderr)
         return 1
-    app.state.replies.max_message_length.update(plan.max_message_length)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 
 

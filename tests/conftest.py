@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
+import httpx
 import pytest
 from stream_chat import StreamChatAsync
 
@@ -84,11 +85,21 @@ def serve(stream: Stream, write_config: Callable[..., Path]) -> Iterator[Callabl
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         app = create_app(config, stream_url=stream.url, public_url=url, **options)
         servers.append(LoopbackServer(app, sock=sock).start())
+        wait_until_ready(url)
         return Served(url, app, stream)
 
     yield start
     for server in reversed(servers):
         server.stop()
+
+
+def wait_until_ready(url: str, timeout: float = 10.0) -> None:
+    """The server listens at once but syncs with Stream in the background; /readyz says when it is done."""
+    deadline = time.monotonic() + timeout
+    while httpx.get(url + "/readyz").status_code != 200:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} was not ready within {timeout}s")
+        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from core.app import create_app
 from core.config import load_config
 from core.sandbox.loopback import LoopbackServer, bind_loopback
-from tests.conftest import API_KEY, API_SECRET, Served, final_reply, send
+from tests.conftest import API_KEY, API_SECRET, Served, final_reply, send, wait_until_ready
 from tests.support.openai_standin import ErrorReply, Moderation, OpenAIStandIn, Stream, rate_limited
 
 SHIPPED = Path(__file__).resolve().parents[1] / "bots.yaml"
@@ -34,6 +34,7 @@ def shipped(stream, openai, monkeypatch) -> Iterator[Served]:
     sock = bind_loopback()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     with LoopbackServer(create_app(config, stream_url=stream.url, public_url=url), sock=sock):
+        wait_until_ready(url)
         yield Served(url, None, stream)
 
 
