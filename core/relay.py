@@ -193,10 +193,11 @@ class Relay:
                 return
             except StreamError as exc:
                 attempt += 1
-                delay = _backoff(exc, attempt)
-                if not exc.retryable or time.monotonic() + delay > deadline:
+                remaining = deadline - time.monotonic()
+                if not exc.retryable or remaining <= 0:
                     log.error("final text of a reply in %s was not written: %s", self.cid, exc)
                     return
+                delay = min(_backoff(exc, attempt), remaining)
                 log.warning("final text in %s failed (%s); retrying in %.2fs", self.cid, exc, delay)
                 await asyncio.sleep(delay)
 

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import html
 import json
+import random
 import re
 import threading
 import time
@@ -122,6 +123,8 @@ class _Fault:
     times: int
     headers: dict[str, str]
     delay: float
+    chance: float
+    reset_in: int
 
 
 def _now() -> str:
@@ -168,6 +171,7 @@ class StreamStandIn:
         self._calls: list[Json] = []
         self._hook_calls: list[Json] = []
         self._faults: list[_Fault] = []
+        self._random = random.Random(0)  # chance faults: seeded, so a failing run can be repeated
         self._subscribers: set[asyncio.Queue[Json]] = set()
         self.app = Starlette(routes=self._routes())
 
@@ -227,16 +231,17 @@ class StreamStandIn:
         times: int = 1,
         headers: dict[str, str] | None = None,
         delay: float = 0.0,
+        chance: float = 1.0,
+        reset_in: int = 60,
     ) -> None:
         """Make the next `times` requests matching `method` ("*" = any) and the regex
         `path_pattern` (searched in the path, e.g. "/message$") fail with `status`
-        after `delay` seconds, or, with status=None, only be delayed and then served."""
-        merged = dict(headers or {})
-        if status == 429:  # Stream always sends these on a 429; explicit headers win
-            reset = str(int(time.time()) + 60)
-            merged = {"X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset, **merged}
+        after `delay` seconds, or, with status=None, only be delayed and then served.
+        With `chance` < 1 each matching request is hit at random (seeded, so runs repeat);
+        `times` then counts hits. A 429 says the window resets `reset_in` seconds later."""
         with self._lock:
-            self._faults.append(_Fault(method.upper(), re.compile(path_pattern), status, times, merged, delay))
+            self._faults.append(_Fault(method.upper(), re.compile(path_pattern), status, times, dict(headers or {}),
+                                       delay, chance, reset_in))
 
     def set_max_message_length(self, channel_type: str, length: int) -> None:
         with self._lock:
@@ -328,7 +333,8 @@ class StreamStandIn:
     async def _apply_fault(self, request: Request) -> None:
         with self._lock:
             method, path = request.method, request.url.path
-            fault = next((f for f in self._faults if f.method in ("*", method) and f.pattern.search(path)), None)
+            fault = next((f for f in self._faults if f.method in ("*", method) and f.pattern.search(path)
+                          and (f.chance >= 1 or self._random.random() < f.chance)), None)
             if fault is not None:
                 fault.times -= 1
                 if fault.times <= 0:
@@ -339,9 +345,12 @@ class StreamStandIn:
             await asyncio.sleep(fault.delay)
         if fault.status is not None:
             message = f"injected fault (HTTP {fault.status})"
-            if fault.status == 429:
+            headers = fault.headers
+            if fault.status == 429:  # Stream always sends these on a 429; explicit headers win
                 message = "Too many requests, check response headers for more info."
-            raise StreamError(fault.status, message, headers=fault.headers)
+                reset = str(int(time.time()) + fault.reset_in)
+                headers = {"X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset, **headers}
+            raise StreamError(fault.status, message, headers=headers)
 
     def _authenticate(self, request: Request) -> None:
         """Server-side auth as the SDK sends it: ?api_key= plus an HS256 JWT {"server": true}."""
