@@ -17,14 +17,14 @@ from typing import Any
 import uvicorn
 
 
-def bind_loopback(host: str = "127.0.0.1") -> socket.socket:
-    """A socket bound to a free port the OS picked. Binding before serving means the URL is
-    known (and the port reserved) up front, e.g. to hand an app its own public URL."""
+def bind_loopback(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A socket bound to ``port``, or to a free port the OS picked. Binding before serving means
+    the URL is known (and the port reserved) up front, e.g. to hand an app its own public URL."""
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only when
     # the proto says TCP; with proto 0, Nagle's algorithm adds ~40 ms to every keep-alive request.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    sock.bind((host, port))
     return sock
 
 
