@@ -6,24 +6,32 @@ stand-in calls our /webhook the way Stream does (signed), and replies come back 
 
 from __future__ import annotations
 
-import asyncio
 import textwrap
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
-import httpx
 import pytest
 from stream_chat import StreamChatAsync
 
-from core.app import create_app
 from core.config import load_config
-from core.sandbox.loopback import LoopbackServer, bind_loopback
+from core.sandbox.loopback import LoopbackServer
 from core.sandbox.stream_standin import StreamStandIn
 
-API_KEY = "test-key"
-API_SECRET = "test-secret-that-is-long-enough-for-hs256"
+# The general machinery is shared with plugin authors' tests (core/testing.py); the tests
+# import it from here, so this module re-exports it.
+from core.testing import (  # noqa: F401
+    API_KEY,
+    API_SECRET,
+    Stream,
+    bot_messages,
+    final_reply,
+    send,
+    serve_app,
+    stream_standin,
+    wait_for,
+    wait_until_ready,
+)
 
 ECHO_BOT = """\
   - command: echo
@@ -35,17 +43,10 @@ ECHO_BOT = """\
 """
 
 
-@dataclass
-class Stream:
-    standin: StreamStandIn
-    url: str
-
-
 @pytest.fixture
 def stream() -> Iterator[Stream]:
-    standin = StreamStandIn(API_KEY, API_SECRET)
-    with LoopbackServer(standin.app) as server:
-        yield Stream(standin, server.url)
+    with stream_standin() as running:
+        yield running
 
 
 @dataclass
@@ -80,26 +81,13 @@ def serve(stream: Stream, write_config: Callable[..., Path]) -> Iterator[Callabl
     servers: list[LoopbackServer] = []
 
     def start(bots: str = ECHO_BOT, extra: str = "", **options: Any) -> Served:
-        config = load_config(write_config(bots, extra))
-        sock = bind_loopback()
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        app = create_app(config, stream_url=stream.url, public_url=url, **options)
-        servers.append(LoopbackServer(app, sock=sock).start())
-        wait_until_ready(url)
-        return Served(url, app, stream)
+        server, app = serve_app(load_config(write_config(bots, extra)), stream, **options)
+        servers.append(server)
+        return Served(server.url, app, stream)
 
     yield start
     for server in reversed(servers):
         server.stop()
-
-
-def wait_until_ready(url: str, timeout: float = 10.0) -> None:
-    """The server listens at once but syncs with Stream in the background; /readyz says when it is done."""
-    deadline = time.monotonic() + timeout
-    while httpx.get(url + "/readyz").status_code != 200:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{url} was not ready within {timeout}s")
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -108,44 +96,3 @@ async def chat(stream: Stream) -> AsyncIterator[StreamChatAsync]:
     client = StreamChatAsync(API_KEY, API_SECRET, base_url=stream.url)
     yield client
     await client.close()
-
-
-async def send(chat: StreamChatAsync, text: str, *, user: str = "alice", cid: str = "messaging:general",
-               parent_id: str | None = None) -> dict[str, Any]:
-    """Type ``text`` as ``user``; returns the message as Stream answered the sender."""
-    channel_type, _, channel_id = cid.partition(":")
-    await chat.upsert_user({"id": user, "name": user.title()})
-    message: dict[str, Any] = {"text": text}
-    if parent_id:
-        message["parent_id"] = parent_id
-    response = await chat.channel(channel_type, channel_id).send_message(message, user)
-    return response["message"]
-
-
-async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll until ``predicate()`` is truthy (replies land in the background)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def bot_messages(standin: StreamStandIn, bot_id: str, cid: str = "messaging:general") -> list[dict[str, Any]]:
-    return [m for m in standin.messages(cid) if m["user"]["id"] == bot_id]
-
-
-async def final_reply(standin: StreamStandIn, bot_id: str, cid: str = "messaging:general", count: int = 1,
-                      timeout: float = 10.0) -> list[dict[str, Any]]:
-    """The bot's messages once ``count`` of them exist and none is still generating."""
-
-    def done() -> list[dict[str, Any]] | None:
-        messages = bot_messages(standin, bot_id, cid)
-        if len(messages) >= count and not any(m.get("generating") for m in messages):
-            return messages
-        return None
-
-    return await wait_for(done, timeout, f"{count} final message(s) from {bot_id}")
