@@ -50,6 +50,7 @@ class Relay:
         interval: float = 0.25,
         max_length: int = 5000,
         final_deadline: float = 60.0,
+        settle: float = 7.0,
     ) -> None:
         self.gateway = gateway
         self.cid = cid
@@ -59,6 +60,7 @@ class Relay:
         self.interval = interval
         self.max_length = max_length
         self.final_deadline = final_deadline
+        self.settle = settle
         self.text = ""
         self.cuts: list[int] = []  # where each finished message ends, in self.text
         self.ids: dict[int, str] = {}  # message number -> Stream message id, once posted
@@ -69,6 +71,8 @@ class Relay:
         self._last_patch = float("-inf")
         self._state: str | None = None
         self._failures = 0  # consecutive failed interim writes, for backoff
+        self._timed_out = False  # a write got no answer: Stream may still apply it, late
+        self._finals: dict[int, str] = {}  # message number -> the text it keeps
         self._wake = asyncio.Event()
         self._closed = asyncio.Event()
         self._events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -99,6 +103,12 @@ class Relay:
         self._wake.set()
         assert self._writer is not None and self._event_sender is not None
         await self._writer
+        if self._timed_out:
+            # A write we gave up on may still land after the final one and leave old text behind.
+            # Once it has had time to land or die, write the finals again.
+            await asyncio.sleep(self.settle)
+            for index, text in list(self._finals.items()):
+                await self._final(index, text)
         self._event(ERROR if failed else None)
         self._events.put_nowait(None)
         try:
@@ -119,6 +129,7 @@ class Relay:
                 # Only interim writes raise (finals retry on their own). Back off, then write whatever
                 # is newest by then: the failed text is not replayed.
                 self._failures += 1
+                self._timed_out |= exc.status == 0
                 log.log(logging.WARNING if exc.retryable else logging.ERROR, "reply in %s: %s", self.cid, exc)
                 await self._pause(_backoff(exc, self._failures))
                 self._wake.set()
@@ -190,9 +201,11 @@ class Relay:
                     await self._post(index, text, generating=False)
                 if text and self.first_text_at is None:
                     self.first_text_at = time.monotonic()
+                self._finals[index] = text
                 return
             except StreamError as exc:
                 attempt += 1
+                self._timed_out |= exc.status == 0
                 remaining = deadline - time.monotonic()
                 if not exc.retryable or remaining <= 0:
                     log.error("final text of a reply in %s was not written: %s", self.cid, exc)
