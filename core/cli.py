@@ -69,7 +69,8 @@ def _check(args: argparse.Namespace) -> int:
 
 def _sync(args: argparse.Namespace) -> int:
     config = _load(args)
-    build_providers(config, plugin_manager(config))  # a bot with a broken provider is not worth registering
+    # A bot with a broken provider is not worth registering.
+    asyncio.run(close_providers(build_providers(config, plugin_manager(config))))
     if not config.stream.configured:
         print("error: set STREAM_API_KEY and STREAM_API_SECRET to sync with Stream", file=sys.stderr)
         return 2

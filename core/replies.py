@@ -112,7 +112,11 @@ class Replies:
         )
 
     def _apology(self, request: CommandRequest, error: BaseException) -> str:
-        custom = self.hook.error_reply(request=request, error=error)
+        try:
+            custom = self.hook.error_reply(request=request, error=error)
+        except Exception:  # a broken hook must not cost the user their final message
+            log.exception("an error_reply hook failed")
+            custom = None
         if custom:
             return str(custom)
         kind = "it timed out" if isinstance(error, (TimeoutError, asyncio.TimeoutError)) else (

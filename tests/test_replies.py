@@ -177,3 +177,17 @@ async def test_replies_for_other_channels_do_not_mix(two_bots, chat) -> None:
     [b] = await final_reply(two_bots.standin, "echo-bot", cid="messaging:b")
     assert (a["text"], b["text"]) == ("one", "two")
     assert bot_messages(two_bots.standin, "echo-bot", "messaging:general") == []
+
+
+async def test_a_broken_error_reply_hook_still_ends_the_reply(serve, third_party, tmp_path, chat) -> None:
+    (tmp_path / "acme_bots" / "broken.py").write_text(textwrap.dedent('''
+        from core import hookimpl
+
+        @hookimpl
+        def error_reply(request, error):
+            raise KeyError("the hook itself is broken")
+    '''))
+    served = serve(SHOUT_BOT, extra=f"plugins:\n  - {third_party}\n  - acme_bots.broken\n")
+    await send(chat, "/shout crash")
+    [reply] = await final_reply(served.standin, "shout-bot")
+    assert reply["text"] == "⚠️ Sorry, Shout bot could not answer (an internal error). The details are in the server log."
