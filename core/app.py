@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from core.config import Config
+from core.metrics import Metrics
 from core.plugins import PluginManager, build_providers, close_providers, plugin_manager
 from core.replies import Replies
 from core.stream import StreamError, StreamGateway, describe_error
@@ -45,13 +46,15 @@ def create_app(
         )
     pm = pm or plugin_manager(config)
     providers = build_providers(config, pm)
-    gateway = StreamGateway(config.stream.api_key, config.stream.api_secret, base_url=stream_url)
-    replies = Replies(gateway, providers, pm.hook, max_in_flight=config.server.max_replies_in_flight)
+    metrics = Metrics()
+    gateway = StreamGateway(config.stream.api_key, config.stream.api_secret, base_url=stream_url, metrics=metrics)
+    replies = Replies(gateway, providers, pm.hook, max_in_flight=config.server.max_replies_in_flight, metrics=metrics)
     webhook = WebhookEndpoint(
         config.stream.api_key,
         config.stream.api_secret,
         {bot.command: bot for bot in config.bots},
         replies,
+        metrics,
     )
     public_url = public_url if public_url is not None else os.environ.get("SLASHBOTS_PUBLIC_URL")
     handler_url = handler_url_for(config, public_url)
@@ -105,6 +108,7 @@ def create_app(
             Route("/webhook", webhook.handle, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics.endpoint),
             *routes,
         ],
         lifespan=lifespan,

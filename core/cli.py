@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from typing import Sequence
 
+from core import logs
 from core.config import Config, ConfigError, load_config
 from core.plugins import PluginError, build_providers, close_providers, plugin_manager, providers
 from core.stream import StreamError, StreamGateway, describe_error
@@ -20,22 +20,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="sync the bots with Stream, then serve the webhook")
-    _config_option(serve)
+    _common_options(serve)
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
 
     check = commands.add_parser("check", help="validate bots.yaml and plugins, and list the bots")
-    _config_option(check)
+    _common_options(check)
 
     sync = commands.add_parser("sync", help="make Stream's commands, channel types and handler URL match bots.yaml")
-    _config_option(sync)
+    _common_options(sync)
     sync.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
 
     listing = commands.add_parser("plugins", help="list loaded plugins, their hooks and providers")
-    _config_option(listing)
+    _common_options(listing)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_format)
     handler = {"serve": _serve, "check": _check, "sync": _sync, "plugins": _plugins}[args.command]
     try:
         return handler(args)
@@ -44,8 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _config_option(parser: argparse.ArgumentParser) -> None:
+def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="bots.yaml", help="path to bots.yaml (default: ./%(default)s)")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text",
+                        help="log lines as readable text or as JSON objects (default: %(default)s)")
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -122,7 +124,8 @@ def _serve(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info"))
+    # log_config=None: uvicorn logs through ours, in the format asked for.
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None))
     server.run()
     if app.state.fatal:
         print(f"error: {app.state.fatal}", file=sys.stderr)

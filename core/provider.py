@@ -74,6 +74,7 @@ class CommandRequest:
     user_name: str | None = None
     parent_id: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    request_id: str = ""
     _history: Callable[[int], Awaitable[list[ChatMessage]]] = field(
         default=_no_history, repr=False, compare=False
     )

@@ -13,6 +13,8 @@ import logging
 import time
 from typing import Any, Mapping
 
+from core import logs
+from core.metrics import Metrics
 from core.provider import ChatMessage, CommandRequest, Provider, ProviderError, Refusal
 from core.relay import Relay
 from core.stream import StreamGateway
@@ -33,7 +35,9 @@ class Replies:
         hook: Any,
         *,
         max_in_flight: int = 500,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.gateway = gateway
         self.providers = providers
         self.hook = hook
@@ -53,7 +57,14 @@ class Replies:
         request = dataclasses.replace(request, _history=self._history_reader(request))
         task = asyncio.create_task(self.run(request), name=f"reply {request.message_id}")
         self.running.add(task)
-        task.add_done_callback(self.running.discard)
+        task.add_done_callback(self._done)
+        if self.metrics is not None:
+            self.metrics.replies_in_flight.set(len(self.running))
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.running.discard(task)
+        if self.metrics is not None:
+            self.metrics.replies_in_flight.set(len(self.running))
 
     async def drain(self, timeout: float) -> None:
         """Let running replies finish for up to ``timeout`` seconds, then end the rest with a note."""
@@ -68,6 +79,7 @@ class Replies:
             await asyncio.wait(pending)
 
     async def run(self, request: CommandRequest) -> None:
+        logs.request_id.set(request.request_id)  # this task's context: every line it logs carries the id
         bot = request.bot
         started = time.monotonic()
         relay = Relay(
@@ -98,18 +110,34 @@ class Replies:
             outcome = "interrupted"
             relay.append(_interrupted(relay.text, SHUTDOWN_NOTE))
             await relay.close(failed=True)
+            self._record(request, outcome, started, relay)
             raise
         except Exception as error:  # any provider bug must still end in a message
-            outcome = "failed"
+            outcome = "crashed"
             log.exception("/%s provider %r failed for message %s", bot.command, bot.provider, request.message_id)
             relay.append(_interrupted(relay.text, self._apology(request, error)))
-        await relay.close(failed=outcome == "failed")
+        await relay.close(failed=outcome in ("failed", "crashed"))
+        self._record(request, outcome, started, relay)
+
+    def _record(self, request: CommandRequest, outcome: str, started: float, relay: Relay) -> None:
+        """The one log line per command, and its metrics."""
         self.finished += 1
+        elapsed = time.monotonic() - started
+        command = request.bot.command
         log.info(
             "/%s in %s for %s: %s, %d chars in %d message(s), %d writes, %.2fs",
-            bot.command, request.cid, request.user_id, outcome, len(relay.text), len(relay.ids),
-            relay.writes, time.monotonic() - started,
+            command, request.cid, request.user_id, outcome, len(relay.text), len(relay.ids), relay.writes, elapsed,
+            extra={"fields": {"command": command, "cid": request.cid, "user_id": request.user_id, "outcome": outcome,
+                              "chars": len(relay.text), "messages": len(relay.ids), "writes": relay.writes,
+                              "seconds": round(elapsed, 3)}},
         )
+        if self.metrics is None:
+            return
+        self.metrics.reply_seconds.labels(command, outcome).observe(elapsed)
+        if relay.first_text_at is not None:
+            self.metrics.first_text_seconds.labels(command).observe(relay.first_text_at - started)
+        if outcome != "ok":
+            self.metrics.provider_errors.labels(command, outcome).inc()
 
     def _apology(self, request: CommandRequest, error: BaseException) -> str:
         try:

@@ -13,6 +13,7 @@ import aiohttp
 from stream_chat import StreamChatAsync
 from stream_chat.base.exceptions import StreamAPIException
 
+from core.metrics import Metrics
 from core.provider import ChatMessage
 
 DEFAULT_BASE_URL = "https://chat.stream-io-api.com"
@@ -46,7 +47,9 @@ class _Client(StreamChatAsync):
 class StreamGateway:
     """Calls Stream's REST API as the app (server-side, signed with the API secret)."""
 
-    def __init__(self, api_key: str, api_secret: str, base_url: str | None = None, timeout: float = 6.0) -> None:
+    def __init__(self, api_key: str, api_secret: str, base_url: str | None = None, timeout: float = 6.0,
+                 metrics: Metrics | None = None) -> None:
+        self.metrics = metrics
         self._key = api_key
         self._secret = api_secret
         self._base_url = base_url
@@ -70,84 +73,92 @@ class StreamGateway:
             await self._client.close()
             self._client = None
 
-    async def _call(self, what: str, coroutine: Any) -> Any:
+    async def _call(self, operation: str, what: str, coroutine: Any) -> Any:
+        """Await one SDK call; ``operation`` labels the metrics, ``what`` the error message."""
+        status = 0
         try:
-            return await coroutine
+            response = await coroutine
+            status = 200
+            return response
         except StreamAPIException as exc:
+            status = exc.status_code
             raise _error(what, exc) from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             reason = type(exc).__name__ if isinstance(exc, asyncio.TimeoutError) else str(exc) or type(exc).__name__
             raise StreamError(f"{what}: could not reach Stream at {self.base_url} ({reason})") from None
+        finally:
+            if self.metrics is not None:
+                self.metrics.stream_calls.labels(operation, str(status)).inc()
 
     # -- set-up: users, commands, channel types, the handler URL ---------------------------------
 
     async def upsert_users(self, users: list[dict[str, Any]]) -> None:
-        await self._call("upsert bot users", self.client.upsert_users(users))
+        await self._call("UpsertUsers", "upsert bot users", self.client.upsert_users(users))
 
     async def list_commands(self) -> dict[str, dict[str, Any]]:
-        response = await self._call("list commands", self.client.list_commands())
+        response = await self._call("ListCommands", "list commands", self.client.list_commands())
         return {command["name"]: command for command in response.get("commands") or []}
 
     async def create_command(self, name: str, description: str, args: str, set_name: str) -> None:
         command = {"name": name, "description": description, "args": args, "set": set_name}
-        await self._call(f"create command /{name}", self.client.create_command(command))
+        await self._call("CreateCommand", f"create command /{name}", self.client.create_command(command))
 
     async def update_command(self, name: str, description: str, args: str, set_name: str) -> None:
         await self._call(
-            f"update command /{name}",
+            "UpdateCommand", f"update command /{name}",
             self.client.update_command(name, description=description, args=args, set=set_name),
         )
 
     async def channel_type(self, channel_type: str) -> tuple[list[str], int | None]:
         """The names of the commands enabled on ``channel_type``, and its longest allowed message."""
-        response = await self._call(f"read channel type '{channel_type}'", self.client.get_channel_type(channel_type))
+        response = await self._call("GetChannelType", f"read channel type '{channel_type}'", self.client.get_channel_type(channel_type))
         commands = [item["name"] if isinstance(item, dict) else item for item in response.get("commands") or []]
         longest = response.get("max_message_length")
         return commands, longest if isinstance(longest, int) and longest > 0 else None
 
     async def set_channel_type_commands(self, channel_type: str, commands: list[str]) -> None:
         await self._call(
-            f"update channel type '{channel_type}'",
+            "UpdateChannelType", f"update channel type '{channel_type}'",
             self.client.update_channel_type(channel_type, commands=commands),
         )
 
     async def handler_url(self) -> str:
-        response = await self._call("read app settings", self.client.get_app_settings())
+        response = await self._call("GetApp", "read app settings", self.client.get_app_settings())
         return (response.get("app") or {}).get("custom_action_handler_url") or ""
 
     async def set_handler_url(self, url: str) -> None:
-        await self._call("set the command handler URL", self.client.update_app_settings(custom_action_handler_url=url))
+        await self._call("UpdateApp", "set the command handler URL", self.client.update_app_settings(custom_action_handler_url=url))
 
     # -- replies ------------------------------------------------------------------------------------
 
     async def send_message(self, cid: str, user_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         channel_type, _, channel_id = cid.partition(":")
         channel = self.client.channel(channel_type, channel_id)
-        response = await self._call("send a message", channel.send_message(fields, user_id))
+        response = await self._call("SendMessage", "send a message", channel.send_message(fields, user_id))
         return response["message"]
 
     async def update_message(self, message_id: str, user_id: str, fields: dict[str, Any]) -> None:
         await self._call(
-            "update a message", self.client.update_message_partial(message_id, {"set": fields}, user_id)
+            "UpdateMessagePartial", "update a message", self.client.update_message_partial(message_id, {"set": fields}, user_id)
         )
 
     async def send_event(self, cid: str, user_id: str, event: dict[str, Any]) -> None:
         channel_type, _, channel_id = cid.partition(":")
         channel = self.client.channel(channel_type, channel_id)
-        await self._call("send an event", channel.send_event(event, user_id))
+        await self._call("SendEvent", "send an event", channel.send_event(event, user_id))
 
     async def history(self, cid: str, parent_id: str | None, limit: int) -> list[ChatMessage]:
         """The last ``limit`` messages of the channel, or of the thread under ``parent_id``."""
         channel_type, _, channel_id = cid.partition(":")
         if parent_id:
-            parent = await self._call("read the thread", self.client.get_message(parent_id))
+            parent = await self._call("GetMessage", "read the thread", self.client.get_message(parent_id))
             replies = await self._call(
-                "read the thread", self.client.channel(channel_type, channel_id).get_replies(parent_id, limit=limit)
+                "GetReplies", "read the thread", self.client.channel(channel_type, channel_id).get_replies(parent_id, limit=limit)
             )
             messages = [parent["message"], *replies.get("messages", [])]
         else:
             state = await self._call(
-                "read the channel",
+                "QueryChannel", "read the channel",
                 self.client.channel(channel_type, channel_id).query(messages={"limit": limit}, watch=False, presence=False),
             )
             messages = state.get("messages", [])

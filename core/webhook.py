@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
+import uuid
 from typing import Any, Mapping, Protocol
 
 from starlette.requests import Request
@@ -17,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from core.config import Bot
 from core.dedupe import RecentKeys
+from core.metrics import Metrics
 from core.provider import CommandRequest
 from core.ratelimit import RateLimiter
 from core.signature import BodyError, decompress, verify
@@ -48,7 +51,9 @@ class WebhookEndpoint:
         api_secret: str,
         bots: Mapping[str, Bot],
         replies: ReplyQueue,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.api_key = api_key
         self.api_secret = api_secret
         self.bots = bots
@@ -58,44 +63,53 @@ class WebhookEndpoint:
         self.limiter = RateLimiter()
 
     async def handle(self, request: Request) -> Response:
+        started = time.perf_counter()
+        response, command, outcome = await self._answer(request)
+        if self.metrics is not None:
+            self.metrics.ack_seconds.observe(time.perf_counter() - started)
+            self.metrics.webhook_requests.labels(command, outcome).inc()
+        return response
+
+    async def _answer(self, request: Request) -> tuple[Response, str, str]:
+        """The response, the command it was for ("" if none could be read) and what became of it."""
         content_type = request.headers.get("content-type", "application/json")
         if "json" not in content_type.lower():
-            return _refuse(415, f"expected a JSON body, got Content-Type {content_type[:100]!r}")
+            return _refuse(415, f"expected a JSON body, got Content-Type {content_type[:100]!r}"), "", "unsupported_media_type"
         signature = request.headers.get("x-signature")
         if not signature:
-            return _refuse(401, "missing X-Signature header")
+            return _refuse(401, "missing X-Signature header"), "", "unauthorized"
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_BODY:
-            return _refuse(413, f"body larger than {MAX_BODY} bytes")
+            return _refuse(413, f"body larger than {MAX_BODY} bytes"), "", "too_large"
         raw = await _read(request)
         if raw is None:
-            return _refuse(413, f"body larger than {MAX_BODY} bytes")
+            return _refuse(413, f"body larger than {MAX_BODY} bytes"), "", "too_large"
         try:
             body = decompress(raw, MAX_INFLATED)
         except BodyError as exc:
-            return _refuse(400, str(exc))
+            return _refuse(400, str(exc)), "", "bad_request"
         if not verify(body, signature, self.api_secret):
-            return _refuse(401, "signature does not match the body")
+            return _refuse(401, "signature does not match the body"), "", "unauthorized"
         api_key = request.headers.get("x-api-key")
         if api_key is not None and api_key != self.api_key:
-            return _refuse(401, "X-Api-Key is not this app's key")
+            return _refuse(401, "X-Api-Key is not this app's key"), "", "unauthorized"
 
         try:
             payload = json.loads(body)
         except (UnicodeDecodeError, RecursionError, ValueError):
-            return _refuse(400, "body is not JSON")
+            return _refuse(400, "body is not JSON"), "", "bad_request"
         problem = _check_payload(payload)
         if problem:
-            return _refuse(400, problem)
+            return _refuse(400, problem), "", "bad_request"
         message: dict[str, Any] = payload["message"]
         user: dict[str, Any] = payload.get("user") or message.get("user") or {}
 
         bot = self.bots.get(message["command"])
         if bot is None:
-            return _error_message(f"/{message['command']} is not a command this server knows.")
+            return _error_message(f"/{message['command']} is not a command this server knows."), "", "unknown_command"
         if user.get("id") in self.bot_ids:
             # A bot's own message that happens to start with a command: never answer it, or two bots could loop.
-            return JSONResponse({"message": message})
+            return JSONResponse({"message": message}), bot.command, "from_a_bot"
 
         keys = [f"message:{message['id']}"]
         if request.headers.get("x-webhook-id"):
@@ -103,28 +117,30 @@ class WebhookEndpoint:
         if self.accepted.seen(keys):
             # Stream retried, or someone replayed it: the first delivery already has its reply.
             log.info("duplicate delivery of message %s ignored", message["id"])
-            return JSONResponse({"message": message})
+            return JSONResponse({"message": message}), bot.command, "duplicate"
         refusal = self._refusal(bot, message, user)
         if refusal:
-            return _error_message(refusal)
+            outcome, text = refusal
+            log.info("/%s from %s in %s not taken: %s", bot.command, user["id"], message["cid"], outcome)
+            return _error_message(text), bot.command, outcome
         self.accepted.remember(keys)
-        self.replies.submit(_command_request(bot, message, user))
-        return JSONResponse({"message": message})
+        self.replies.submit(_command_request(bot, message, user, request.headers.get("x-webhook-id")))
+        return JSONResponse({"message": message}), bot.command, "accepted"
 
-    def _refusal(self, bot: Bot, message: dict[str, Any], user: dict[str, Any]) -> str | None:
-        """Why this command cannot be taken now, in words for its sender; None if it can."""
+    def _refusal(self, bot: Bot, message: dict[str, Any], user: dict[str, Any]) -> tuple[str, str] | None:
+        """Why this command cannot be taken now: (outcome, words for its sender); None if it can."""
         command = f"/{bot.command}"
         if not self.replies.accepting:
-            return f"The bots are restarting. Please try {command} again in a few seconds."
+            return "restarting", f"The bots are restarting. Please try {command} again in a few seconds."
         if self.replies.full:
-            return f"The bots are busy right now. Please try {command} again shortly."
+            return "busy", f"The bots are busy right now. Please try {command} again shortly."
         scopes = {"user": user["id"], "channel": message["cid"], "bot": ""}
         limits = [(f"{bot.command}:{scope}:{scopes[scope]}", rate) for scope, rate in bot.rate_limits.items()]
         wait = self.limiter.acquire(limits) if limits else 0.0
         if wait:
             whom = {"user": "per person", "channel": "in this channel", "bot": "in all"}
             rules = ", ".join(f"{rate.text} {whom[scope]}" for scope, rate in bot.rate_limits.items())
-            return f"Slow down: {command} takes {rules}. Try again in {math.ceil(wait)} seconds."
+            return "rate_limited", f"Slow down: {command} takes {rules}. Try again in {math.ceil(wait)} seconds."
         return None
 
 
@@ -164,7 +180,7 @@ def _check_payload(payload: Any) -> str | None:
     return None
 
 
-def _command_request(bot: Bot, message: dict[str, Any], user: dict[str, Any]) -> CommandRequest:
+def _command_request(bot: Bot, message: dict[str, Any], user: dict[str, Any], webhook_id: str | None) -> CommandRequest:
     text = message.get("text") or ""
     args = message.get("args")
     if args is None:
@@ -181,6 +197,8 @@ def _command_request(bot: Bot, message: dict[str, Any], user: dict[str, Any]) ->
         parent_id=message.get("parent_id") or None,
         bot=bot,
         raw=message,
+        # Short and greppable; Stream's webhook id when there is one, so both sides' logs line up.
+        request_id=(webhook_id or uuid.uuid4().hex)[:12],
     )
 
 

@@ -1,0 +1,51 @@
+"""What an operator watches on /metrics (Prometheus text format).
+
+One registry per app, so two apps in one process (tests, the sandbox) keep separate counts.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+
+# Stream allows the ack one second: the buckets are dense below that.
+ACK_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+REPLY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.webhook_requests = Counter(
+            "slashbots_webhook_requests", "Webhook requests by command and outcome (accepted, duplicate, "
+            "busy, rate_limited, unknown_command, unauthorized, bad_request, ...).",
+            ["command", "outcome"], registry=self.registry,
+        )
+        self.ack_seconds = Histogram(
+            "slashbots_ack_seconds", "Time to answer Stream's webhook.", buckets=ACK_BUCKETS, registry=self.registry,
+        )
+        self.replies_in_flight = Gauge(
+            "slashbots_replies_in_flight", "Reply jobs running now.", registry=self.registry,
+        )
+        self.reply_seconds = Histogram(
+            "slashbots_reply_seconds", "Time from accepting a command to its final text, by outcome.",
+            ["command", "outcome"], buckets=REPLY_BUCKETS, registry=self.registry,
+        )
+        self.first_text_seconds = Histogram(
+            "slashbots_first_text_seconds", "Time from accepting a command to its first visible text.",
+            ["command"], buckets=REPLY_BUCKETS, registry=self.registry,
+        )
+        self.provider_errors = Counter(
+            "slashbots_provider_errors", "Replies that did not end as the provider meant: refused, "
+            "failed (ProviderError), crashed (any other exception), interrupted (shutdown).",
+            ["command", "kind"], registry=self.registry,
+        )
+        self.stream_calls = Counter(
+            "slashbots_stream_calls", "Calls to Stream's API by operation and HTTP status (0: no answer).",
+            ["operation", "status"], registry=self.registry,
+        )
+
+    async def endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
