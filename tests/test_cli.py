@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
-
 from tests.conftest import API_KEY, API_SECRET, ECHO_BOT, final_reply, send
-
-SLASHBOTS = str(Path(sys.executable).parent / "slashbots")
+from tests.support.processes import SLASHBOTS, free_port, serve_process
 
 
 def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -77,42 +71,16 @@ def test_sync_with_a_wrong_secret_says_so_without_leaking_it(stream, tmp_path) -
     assert "hunter2" not in result.stderr + result.stdout
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def test_serve_end_to_end(stream, write_config, chat) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "STREAM_CHAT_URL": stream.url, "SLASHBOTS_PUBLIC_URL": url}
-    process = subprocess.Popen(
-        [SLASHBOTS, "serve", "--config", str(write_config(ECHO_BOT)), "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(url + "/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.stdout.read()
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.1)
+    with serve_process(write_config(ECHO_BOT), stream.url) as served:
         await send(chat, "/echo from a real process ✓")
         [reply] = await final_reply(stream.standin, "echo-bot")
         assert reply["text"] == "from a real process ✓"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=20)
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells how it ended.
-    assert process.returncode in (0, -signal.SIGTERM), output
-    assert "Application shutdown complete" in output
-    assert "sync: create command /echo" in output
-    assert API_SECRET not in output
+    assert served.process.returncode in (0, -signal.SIGTERM), served.output
+    assert "Application shutdown complete" in served.output
+    assert "sync: create command /echo" in served.output
+    assert API_SECRET not in served.output
 
 
 def test_serve_with_a_wrong_secret_exits_with_one_clear_line(stream, write_config) -> None:

@@ -15,7 +15,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import API_KEY, API_SECRET, ECHO_BOT, bot_messages, send, wait_for
+from tests.conftest import API_KEY, API_SECRET, bot_messages, send, wait_for
 from tests.test_webhook import stream_headers
 
 FUZZ_EXAMPLES = int(os.environ.get("SLASHBOTS_FUZZ_EXAMPLES", "10000"))

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ECHO_BOT, final_reply, send, wait_for
+from tests.support.processes import serve_process
 from tests.test_webhook import command_body, post, stream_headers
 
 
@@ -81,38 +76,16 @@ async def test_one_log_line_per_command_with_its_request_id(serve, caplog) -> No
 
 
 def test_json_logs_from_the_command_line(stream, write_config) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "slashbots"), "serve", "--log-format", "json",
-         "--config", str(write_config(ECHO_BOT)), "--port", str(port)],
-        env={**os.environ, "STREAM_CHAT_URL": stream.url, "SLASHBOTS_PUBLIC_URL": url},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(url + "/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.1)
-        raw = json.dumps(command_body("/echo in json")).encode()
-        headers = stream_headers(raw)
-        assert httpx.post(url + "/webhook", content=raw, headers=headers).status_code == 200
+    raw = json.dumps(command_body("/echo in json")).encode()
+    headers = stream_headers(raw)
+    with serve_process(write_config(ECHO_BOT), stream.url, "--log-format", "json") as served:
+        assert httpx.post(served.url + "/webhook", content=raw, headers=headers).status_code == 200
         deadline = time.monotonic() + 10
         while not [m for m in stream.standin.messages("messaging:general") if m["user"]["id"] == "echo-bot"]:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        time.sleep(0.2)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=20)
-    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+        time.sleep(0.2)  # the log line follows the final write
+    lines = [json.loads(line) for line in served.output.splitlines() if line.strip()]
     assert all({"time", "level", "logger", "message", "request_id"} <= set(line) for line in lines)
     [command] = [line for line in lines if line["logger"] == "slashbots.replies"]
     assert command["request_id"] == headers["X-Webhook-Id"][:12]
