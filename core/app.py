@@ -100,8 +100,11 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> JSONResponse:
-        ready = getattr(request.app.state, "ready", False)
-        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+        """Synced with Stream and with room for another reply: what a load balancer should route on."""
+        synced = getattr(request.app.state, "ready", False)
+        ready = synced and replies.accepting and not replies.full
+        return JSONResponse({"ready": ready, "synced": synced, "replies_in_flight": len(replies.running)},
+                            status_code=200 if ready else 503)
 
     app = Starlette(
         routes=[

@@ -26,7 +26,7 @@ def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 async def test_health_and_readiness(serve) -> None:
     served = serve()
     assert httpx.get(served.url + "/healthz").json() == {"status": "ok"}
-    assert httpx.get(served.url + "/readyz").json() == {"ready": True}
+    assert httpx.get(served.url + "/readyz").json() == {"ready": True, "synced": True, "replies_in_flight": 0}
 
 
 async def test_metrics_count_commands_outcomes_latency_and_stream_calls(serve, chat) -> None:

@@ -72,6 +72,7 @@ async def test_a_full_house_says_busy_instead_of_queueing(serve, chat) -> None:
     served = serve(SLOW.format(pieces=20, delay=0.05), extra=WRITERS + "server: {max_replies_in_flight: 1}\n")
     assert (await send(chat, "/slow first"))["type"] == "regular"
     busy = await send(chat, "/slow second", user="bob")
+    assert httpx.get(served.url + "/readyz").status_code == 503  # a load balancer would send work elsewhere
     assert busy["type"] == "error"
     assert busy["text"] == "The bots are busy right now. Please try /slow again shortly."
     [reply] = await final_reply(served.standin, "slow-bot")
