@@ -92,7 +92,8 @@ class Relay:
             return
         self.text += piece
         start = self.cuts[-1] if self.cuts else 0
-        while len(self.text) - start > self.max_length:
+        # Trailing whitespace never forces a cut: it may come to nothing (finals are trimmed).
+        while len(self.text.rstrip()) - start > self.max_length:
             start += split_point(self.text[start:], self.max_length)
             self.cuts.append(start)
         self._wake.set()
@@ -156,10 +157,10 @@ class Relay:
             self._finals_done += 1
             self._written = ""
         start = self.cuts[-1] if self.cuts else 0
-        current = self.text[start:].lstrip() if self.cuts else self.text
+        current = self.text[start:].strip()
         index = len(self.cuts)
         if self._closed.is_set():
-            await self._final(index, current.rstrip())
+            await self._final(index, current)
             self._finals_done += 1
             return
         if not self.streaming:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -182,3 +183,13 @@ async def test_a_failure_mid_stream_keeps_the_text_and_marks_the_error(serve, ch
     await wait_for(lambda: "AI_STATE_ERROR" in [e.get("ai_state") for e in served.standin.events("messaging:general")])
     states = [e.get("ai_state") for e in served.standin.events("messaging:general")]
     assert states == ["AI_STATE_THINKING", "AI_STATE_GENERATING", "AI_STATE_ERROR"]
+
+
+async def test_trailing_whitespace_at_the_limit_makes_no_empty_message(serve, chat, stream) -> None:
+    stream.standin.set_max_message_length("messaging", 100)
+    served = writer(serve, interval=50, text="word " * 20 + "\n\n\n", chunk=101)
+    await send(chat, "/write")
+    [reply] = await final_reply(served.standin, "writer-bot")
+    assert reply["text"] == ("word " * 20).strip()
+    await asyncio.sleep(0.3)
+    assert len(bot_messages(served.standin, "writer-bot")) == 1
