@@ -1,11 +1,12 @@
 """Time to first visible text, and Stream writes per reply: our relay against post-once-at-the-end.
 
-The model stand-in streams 600 tokens at 30 tokens/s after a 0.5 s first-token delay. Both
-approaches run in the same run, side by side, against the Stream stand-in on loopback: (a) is
-a bot with streaming on (the relay), (b) the same provider with ``streaming: false``, which
-posts once when the answer is complete, as the tutorial slashbots grew from did.
+The model stand-in streams 600 tokens (``--tokens``) at 30 tokens/s after a 0.5 s first-token
+delay. Both approaches run in the same run, side by side, against the Stream stand-in on
+loopback: (a) is a bot with streaming on (the relay), (b) the same provider with
+``streaming: false``, which posts once when the answer is complete, as the tutorial
+slashbots grew from did.
 
-    python benchmarks/streaming.py [--replies N]
+    python benchmarks/streaming.py [--replies N] [--tokens N]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 from stream_chat import StreamChatAsync  # noqa: E402
 
+from benchmarks.report import Section  # noqa: E402
 from core.app import create_app  # noqa: E402
 from core.config import load_config  # noqa: E402
 from core.sandbox.loopback import LoopbackServer, bind_loopback  # noqa: E402
@@ -32,7 +34,9 @@ KEY, SECRET = "bench-key", "bench-secret-long-enough-for-hs256-signing"
 TOKENS, RATE, FIRST_TOKEN = 600, 30.0, 0.5
 INTERVAL_MS = 250
 
-BOTS = f"""\
+
+def bots_yaml(tokens: int) -> str:
+    return f"""\
 stream: {{api_key: {KEY}, api_secret: {SECRET}}}
 plugins: [tests.support.writers]
 bots:
@@ -42,14 +46,14 @@ bots:
     channel_types: [messaging]
     identity: {{id: relay-bot, name: Relay}}
     update_interval_ms: {INTERVAL_MS}
-    options: {{pieces: {TOKENS}, piece: "tok ", delay: {1 / RATE}, first_delay: {FIRST_TOKEN}}}
+    options: {{pieces: {tokens}, piece: "tok ", delay: {1 / RATE}, first_delay: {FIRST_TOKEN}}}
   - command: once
     description: posts once at the end
     provider: writer
     channel_types: [messaging]
     identity: {{id: once-bot, name: Once}}
     streaming: false
-    options: {{pieces: {TOKENS}, piece: "tok ", delay: {1 / RATE}, first_delay: {FIRST_TOKEN}}}
+    options: {{pieces: {tokens}, piece: "tok ", delay: {1 / RATE}, first_delay: {FIRST_TOKEN}}}
 """
 
 
@@ -69,11 +73,11 @@ def measure(standin: StreamStandIn, bot_id: str, cid: str, sent_at: float) -> di
     return {"first_text": first_text - sent_at, "done": writes[-1][0]["at"] - sent_at, "writes": len(writes)}
 
 
-async def run(replies: int) -> dict[str, list[dict[str, float]]]:
+async def run(replies: int, tokens: int = TOKENS) -> dict[str, list[dict[str, float]]]:
     standin = StreamStandIn(KEY, SECRET)
     with tempfile.TemporaryDirectory() as folder, LoopbackServer(standin.app) as stream:
         path = Path(folder) / "bots.yaml"
-        path.write_text(BOTS)
+        path.write_text(bots_yaml(tokens))
         sock = bind_loopback()
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         app = create_app(load_config(path), stream_url=stream.url, public_url=url)
@@ -90,7 +94,7 @@ async def run(replies: int) -> dict[str, list[dict[str, float]]]:
                 return command, cid, sent_at
 
             started = await asyncio.gather(*(one(c, i) for c in ("relay", "once") for i in range(replies)))
-            await asyncio.sleep(FIRST_TOKEN + TOKENS / RATE + 2.0)
+            await asyncio.sleep(FIRST_TOKEN + tokens / RATE + 2.0)
             await chat.close()
             results: dict[str, list[dict[str, float]]] = {"relay": [], "once": []}
             for command, cid, sent_at in started:
@@ -102,32 +106,40 @@ async def run(replies: int) -> dict[str, list[dict[str, float]]]:
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--replies", type=int, default=3, help="replies per approach, run concurrently")
-    args = parser.parse_args()
-    results = asyncio.run(run(args.replies))
+def report(results: dict[str, list[dict[str, float]]], replies: int, tokens: int, command: str) -> Section:
     relay, once = results["relay"], results["once"]
 
     def median(rows: list[dict[str, float]], key: str) -> float:
         return statistics.median(row[key] for row in rows)
 
-    duration = median(relay, "done")
-    print(f"model stand-in: {TOKENS} tokens at {RATE:.0f}/s after {FIRST_TOKEN}s; interval {INTERVAL_MS} ms; "
-          f"{args.replies} replies per approach, concurrently; medians")
-    print(f"{'approach':<28}{'first token':>12}{'first text':>12}{'complete':>10}{'writes':>8}")
-    for name, rows in (("(a) relay (streaming)", relay), ("(b) post once at the end", once)):
-        print(f"{name:<28}{median(rows, 'first_token'):>11.3f}s{median(rows, 'first_text'):>11.3f}s"
-              f"{median(rows, 'done'):>9.2f}s{median(rows, 'writes'):>8.0f}")
+    section = Section("3. Time to first visible text, and Stream writes per reply", command)
+    section.text.append(
+        f"Model stand-in: {tokens} tokens at {RATE:.0f}/s after {FIRST_TOKEN} s; update interval {INTERVAL_MS} ms; "
+        f"{replies} replies per approach, concurrently; medians. Times from the user's send; the first token "
+        "is the webhook's time plus the model's first-token delay."
+    )
+    rows = []
+    for name, found in (("(a) relay (streaming)", relay), ("(b) post once at the end", once)):
+        rows.append([name, f"{median(found, 'first_token'):.3f} s", f"{median(found, 'first_text'):.3f} s",
+                     f"{median(found, 'done'):.2f} s", f"{median(found, 'writes'):.0f}"])
+    section.table(["approach", "first token", "first visible text", "complete", "Stream writes"], rows)
     lag = median(relay, "first_text") - median(relay, "first_token")
     speedup = median(once, "first_text") / median(relay, "first_text")
-    bound = duration / (INTERVAL_MS / 1000) + 3
-    print(f"first visible text after first token: {lag * 1000:.0f} ms (target <= 300 ms) "
-          f"{'OK' if lag <= 0.3 else 'MISSED'}")
-    print(f"first visible text, post-once / relay: {speedup:.1f}x sooner (target >= 10x) {'OK' if speedup >= 10 else 'MISSED'}")
-    print(f"writes per reply: {median(relay, 'writes'):.0f} (target <= duration/interval + 3 = {bound:.0f}) "
-          f"{'OK' if median(relay, 'writes') <= bound else 'MISSED'}")
-    print(f"reproduce: python benchmarks/streaming.py --replies {args.replies}")
+    bound = median(relay, "done") / (INTERVAL_MS / 1000) + 3
+    section.target("first visible text ≤ 300 ms after the first token", f"{lag * 1000:.0f} ms", lag <= 0.3)
+    section.target("first visible text ≥ 10× sooner than post-once", f"{speedup:.1f}×", speedup >= 10)
+    section.target("writes per reply ≤ duration / interval + 3", f"{median(relay, 'writes'):.0f} (bound {bound:.0f})",
+                   median(relay, "writes") <= bound)
+    return section
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replies", type=int, default=3, help="replies per approach, run concurrently")
+    parser.add_argument("--tokens", type=int, default=TOKENS, help="tokens per answer")
+    args = parser.parse_args()
+    command = f"python benchmarks/streaming.py --replies {args.replies} --tokens {args.tokens}"
+    print(report(asyncio.run(run(args.replies, args.tokens)), args.replies, args.tokens, command).markdown())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,178 @@
+"""The processes a benchmark runs: the Stream stand-in, slashbots, the bare baseline, the load generator.
+
+Each runs as its own OS process, as in production, so no figure includes another's CPU time
+on the same event loop. Everything listens on 127.0.0.1; every process is stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """Resident memory now (VmRSS) and at its peak so far (VmHWM), in MB, read from /proc."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {"rss": int(fields["VmRSS"].split()[0]) / 1024, "peak": int(fields["VmHWM"].split()[0]) / 1024}
+
+
+@contextlib.contextmanager
+def _process(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    with open(log, "wb") as out:
+        process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                                   stderr=out)
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}:\n{log.read_text()[-2000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready within {timeout}s:\n{log.read_text()[-2000:]}")
+
+
+@contextlib.contextmanager
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="slashbots-bench-") as folder:
+        yield Path(folder)
+
+
+@contextlib.contextmanager
+def standin(folder: Path) -> Iterator[Server]:
+    """The Stream stand-in in its own process (benchmarks/standin_server.py)."""
+    log = folder / "standin.log"
+    with _process([PYTHON, "benchmarks/standin_server.py"], log) as process:
+        assert process.stdout is not None
+        line = process.stdout.readline().decode()
+        if not line.startswith("READY "):
+            raise RuntimeError(f"the Stream stand-in did not start:\n{log.read_text()[-2000:]}")
+        yield Server(line.split()[1], process, log)
+
+
+@contextlib.contextmanager
+def slashbots(folder: Path, bots_yaml: str, stream_url: str, *, name: str = "slashbots",
+              argv: list[str] | None = None, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """``slashbots serve`` for ``bots_yaml`` against the stand-in, once it has synced (/readyz)."""
+    config = folder / f"{name}.yaml"
+    config.write_text(bots_yaml)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = argv or [PYTHON, "-m", "core.cli", "serve"]
+    env = {"STREAM_CHAT_URL": stream_url, "SLASHBOTS_PUBLIC_URL": url, "SLASHBOTS_LOAD_PLUGINS": "", **(env or {})}
+    log = folder / f"{name}.log"
+    with _process([*command, "--config", str(config), "--port", str(port)], log, env) as process:
+        _wait_ready(url, process, log)
+        yield Server(url, process, log)
+
+
+@contextlib.contextmanager
+def bare(folder: Path) -> Iterator[Server]:
+    """The bare Starlette+uvicorn baseline (benchmarks/bare_app.py)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = folder / "bare.log"
+    with _process([PYTHON, "benchmarks/bare_app.py", "--port", str(port)], log) as process:
+        _wait_ready(url, process, log)
+        yield Server(url, process, log)
+
+
+def load(url: str, rate: float, duration: float, tag: str, **options: object) -> dict:
+    """Run benchmarks/loadgen.py against ``url`` and return what it measured."""
+    argv = [PYTHON, "benchmarks/loadgen.py", "--url", url, "--rate", str(rate), "--duration", str(duration),
+            "--tag", tag]
+    for key, value in options.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, check=True)
+    return json.loads(done.stdout)
+
+
+_SAMPLE = re.compile(r'^(slashbots_\w+?)(?:\{(.*)\})? ([0-9.e+-]+)$')
+
+
+def metrics(url: str) -> dict[str, float]:
+    """slashbots' /metrics, summed by metric name and outcome: {"accepted": n, "busy": n, "in_flight": n, ...}."""
+    found: dict[str, float] = {}
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        match = _SAMPLE.match(line)
+        if not match:
+            continue
+        name, labels, value = match.groups()
+        if name == "slashbots_webhook_requests_total":
+            outcome = re.search(r'outcome="([^"]*)"', labels or "")
+            if outcome:
+                found[outcome.group(1)] = found.get(outcome.group(1), 0) + float(value)
+        elif name == "slashbots_replies_in_flight":
+            found["in_flight"] = float(value)
+    return found
+
+
+def wait_idle(url: str, timeout: float = 60.0) -> float:
+    """Wait until slashbots has no reply running; returns the seconds it took."""
+    started = time.monotonic()
+    while metrics(url).get("in_flight", 0) > 0:
+        if time.monotonic() - started > timeout:
+            break
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def replies(standin_url: str, user: str) -> tuple[dict[str, float], int]:
+    """The texts ``user`` posted at the stand-in (SendMessage), when each first landed (monotonic
+    seconds), and how many posts repeated a text already posted."""
+    sends = httpx.get(standin_url + "/_bench/sends", params={"user": user}, timeout=60).json()["sends"]
+    first: dict[str, float] = {}
+    for text, at in sends:
+        first.setdefault(text, at)
+    return first, len(sends) - len(first)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

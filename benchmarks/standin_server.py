@@ -1,0 +1,80 @@
+"""The Stream stand-in in a process of its own, so that the server under test pays none of its cost.
+
+    python benchmarks/standin_server.py        # prints "READY http://127.0.0.1:PORT" once serving
+
+Besides the stand-in's API it answers two read-only routes that count what landed, read
+once a run is over (they deep-copy the stand-in's records, which is slow while it is busy):
+
+    GET /_bench/sends?user=ID              every successful SendMessage by ID: [[text, at], ...]
+    GET /_bench/messages?cid=C&user=ID     ID's messages in C as stored: [{id, text, generating}]
+
+``at`` is when the stand-in answered, on CLOCK_MONOTONIC, which every process on the machine
+shares, so it can be set against a load generator's send times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import uvicorn  # noqa: E402
+import uvloop  # noqa: E402
+from starlette.applications import Starlette  # noqa: E402
+from starlette.requests import Request  # noqa: E402
+from starlette.responses import JSONResponse  # noqa: E402
+from starlette.routing import Route  # noqa: E402
+from starlette.types import ASGIApp, Receive, Scope, Send  # noqa: E402
+
+from benchmarks.webhooks import KEY, SECRET  # noqa: E402
+from core.sandbox.loopback import bind_loopback  # noqa: E402
+from core.sandbox.stream_standin import StreamStandIn  # noqa: E402
+
+
+def bench_app(standin: StreamStandIn) -> ASGIApp:
+    async def sends(request: Request) -> JSONResponse:
+        user = request.query_params["user"]
+        found = [
+            [call["json"]["message"].get("text", ""), call["at"]]
+            for call in standin.writes("message")
+            if call["operation"] == "SendMessage" and call["json"]["message"].get("user", {}).get("id") == user
+        ]
+        return JSONResponse({"sends": found})
+
+    async def messages(request: Request) -> JSONResponse:
+        cid, user = request.query_params["cid"], request.query_params["user"]
+        found = [
+            {"id": message["id"], "text": message["text"], "generating": bool(message.get("generating"))}
+            for message in standin.messages(cid)
+            if message["user"]["id"] == user
+        ]
+        return JSONResponse({"messages": found})
+
+    counting = Starlette(routes=[Route("/_bench/sends", sends), Route("/_bench/messages", messages)])
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        # A prefix test rather than a router in front: the stand-in's own calls pay nothing for these routes.
+        target = counting if scope["type"] == "http" and scope["path"].startswith("/_bench/") else standin.app
+        await target(scope, receive, send)
+
+    return app
+
+
+async def serve() -> None:
+    sock = bind_loopback()
+    config = uvicorn.Config(bench_app(StreamStandIn(KEY, SECRET)), log_level="warning", access_log=False,
+                            lifespan="off")
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if serving.done():
+            await serving  # raises what stopped it
+        await asyncio.sleep(0.01)
+    print(f"READY http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+    await serving
+
+
+if __name__ == "__main__":
+    uvloop.run(serve())
