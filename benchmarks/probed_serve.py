@@ -6,7 +6,10 @@ any callback, an ack included, would have waited for the loop. The samples are a
 
     GET /_bench/lag       {"samples": [[monotonic time, lag in seconds], ...]}
 
-    python benchmarks/probed_serve.py --config bots.yaml --port 8000
+    python benchmarks/probed_serve.py --config bots.yaml --port 8000 [--loop asyncio]
+
+``--loop asyncio`` serves on the standard library's loop instead of uvloop, for py-spy: it
+cannot see the Python frames that uvloop's C loop runs.
 """
 
 from __future__ import annotations
@@ -62,9 +65,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     args = parser.parse_args()
     logs.configure("text")
-    uvloop.run(serve(args.config, args.port))
+    (uvloop.run if args.loop == "uvloop" else asyncio.run)(serve(args.config, args.port))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import random
 import time
+import uuid
 from typing import Any
 
 from core.stream import StreamError, StreamGateway
@@ -64,6 +65,7 @@ class Relay:
         self.text = ""
         self.cuts: list[int] = []  # where each finished message ends, in self.text
         self.ids: dict[int, str] = {}  # message number -> Stream message id, once posted
+        self._planned: dict[int, str] = {}  # message number -> the id it is (being) posted under
         self.writes = 0
         self.first_text_at: float | None = None
         self._finals_done = 0  # messages whose final text has landed
@@ -176,11 +178,20 @@ class Relay:
             self.first_text_at = time.monotonic()
 
     async def _post(self, index: int, text: str, *, generating: bool) -> None:
-        fields: dict[str, Any] = {"text": text, "ai_generated": True, "generating": generating}
+        # The id is ours, chosen once per message: a post that timed out may still have landed, and
+        # its retry must not post the message twice. Stream refuses a second message with that id,
+        # which tells us the first is there; then the retry writes its text into it instead.
+        message_id = self._planned.setdefault(index, str(uuid.uuid4()))
+        fields: dict[str, Any] = {"id": message_id, "text": text, "ai_generated": True, "generating": generating}
         if self.parent_id:
             fields["parent_id"] = self.parent_id
-        message = await self.gateway.send_message(self.cid, self.bot_id, fields)
-        self.ids[index] = message["id"]
+        try:
+            await self.gateway.send_message(self.cid, self.bot_id, fields)
+        except StreamError as exc:
+            if not exc.id_taken:
+                raise
+            await self.gateway.update_message(message_id, self.bot_id, {"text": text, "generating": generating})
+        self.ids[index] = message_id
         self._note_patch(text)
 
     def _note_patch(self, text: str) -> None:

@@ -32,6 +32,11 @@ class StreamError(Exception):
     def retryable(self) -> bool:
         return self.status == 0 or self.status == 429 or self.status >= 500
 
+    @property
+    def id_taken(self) -> bool:
+        """Stream refused a new message because one with its id already exists."""
+        return self.status == 400 and "already exists" in str(self)
+
 
 class _Client(StreamChatAsync):
     """The SDK's client, but errors keep the response headers (for X-RateLimit-Reset)."""

@@ -1,0 +1,70 @@
+"""Profile slashbots under load with py-spy, and print where its CPU time goes.
+
+    python benchmarks/profile.py acks [--rate 500] [--seconds 8]      # /echo commands, open loop
+    python benchmarks/profile.py streams [--commands 500] [--seconds 8]  # replies streaming at once
+
+slashbots runs as in benchmarks/concurrency.py (probed_serve.py), but on the standard library's
+event loop, since py-spy cannot see the Python frames uvloop runs; absolute figures are
+therefore a little worse than with uvloop, the shares much the same. Prints the frames with
+the largest share of samples, inclusive of what they call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import concurrency, servers, webhooks  # noqa: E402
+
+
+# pip installs py-spy next to the interpreter, which need not be on PATH.
+PY_SPY = str(Path(sys.executable).with_name("py-spy")) if Path(sys.executable).with_name("py-spy").exists() else "py-spy"
+
+
+def shares(raw: Path, top: int) -> list[tuple[float, str]]:
+    """Inclusive share of each frame in py-spy's raw output (one "frame;frame;... count" per line)."""
+    total, inclusive = 0, Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        total += int(count)
+        for frame in set(stack.split(";")):
+            inclusive[frame] += int(count)
+    return [(count / total, frame) for frame, count in inclusive.most_common(top)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", choices=["acks", "streams"])
+    parser.add_argument("--rate", type=float, default=500.0, help="acks: commands per second")
+    parser.add_argument("--commands", type=int, default=500, help="streams: replies streaming at once")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--top", type=int, default=40)
+    args = parser.parse_args()
+    if args.scenario == "acks":
+        bots, command, rate, count = webhooks.bots_yaml([webhooks.echo_bot()]), "echo", args.rate, args.rate * args.seconds
+    else:
+        bots, command = concurrency.bots_yaml(args.commands, args.seconds), "stream"
+        rate, count = concurrency.ARRIVALS_PER_S, args.commands
+    with servers.workdir() as folder, servers.standin(folder) as stream, \
+            servers.slashbots(folder, bots, stream.url,
+                              argv=[servers.PYTHON, "benchmarks/probed_serve.py", "--loop", "asyncio"]) as slashbots:
+        raw = folder / "profile.txt"
+        spy = subprocess.Popen([PY_SPY, "record", "-p", str(slashbots.pid), "-d", f"{args.seconds:.0f}", "-r", "200",
+                                "-f", "raw", "-o", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        loading = threading.Thread(target=servers.load, args=(slashbots.url, rate, count / rate, "p"),
+                                   kwargs={"command": command})
+        loading.start()
+        spy.wait()
+        loading.join()
+        for share, frame in shares(raw, args.top):
+            print(f"{share * 100:5.1f}%  {frame}")
+
+
+if __name__ == "__main__":
+    main()
