@@ -111,7 +111,7 @@ def test_load_plugins_is_an_allowlist_of_distributions(example_venv: Venv, allow
 def test_trace_plugins_logs_each_hook_call_and_the_plugin_it_reaches(example_venv: Venv) -> None:
     result = example_venv.run(example_venv.slashbots, "plugins", env={"SLASHBOTS_TRACE_PLUGINS": "1"})
     assert result.returncode == 0, result.stderr
-    assert "slashbots.plugins: hook register_providers(register=<function" in result.stderr
+    assert "slashbots.plugins [-] hook register_providers(register=<function" in result.stderr
     assert ") -> dice\n" in result.stderr
     assert "hook register_providers returned []" in result.stderr
     assert "hook " not in example_venv.run(example_venv.slashbots, "plugins").stderr

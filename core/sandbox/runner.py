@@ -46,13 +46,15 @@ async def serve_sandbox(config: Config, host: str, port: int) -> None:
     # Built before anything listens, so a config or plugin error stops us cleanly.
     app = create_app(config, stream_url=stream_url, public_url=url, routes=chat_routes(standin, stream_url))
 
+    # uvicorn's loggers are shared: this server's quiet level holds only until the bots' server sets its own.
     stream_server = uvicorn.Server(uvicorn.Config(standin.app, log_level="warning", access_log=False, log_config=None))
     stream_task = asyncio.create_task(stream_server.serve(sockets=[stream_socket]))
     while not stream_server.started:
         if stream_task.done():
             await stream_task  # raises what stopped it
         await asyncio.sleep(0.01)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=2))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, log_level="info",
+                                           timeout_graceful_shutdown=2))
     print(banner(config, url), flush=True)
     try:
         await server.serve()
