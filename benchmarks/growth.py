@@ -1,11 +1,11 @@
 """Cost of growth: ack latency and memory with 1, 10 and 50 bots; reply overhead with 1 and 20 plugins.
 
-Each configuration is a fresh ``slashbots serve`` against the same Stream stand-in, loaded by
-the open-loop generator with /echo at a fixed rate. Every configuration loads one extra
-plugin module except the 20-plugin one; a plugin registers a provider and an ``error_reply``
-hook, so pluggy has 20 implementations of each hook to hold. The 1-bot configuration runs
-first and again last: the difference between its two runs is the noise of this machine
-now, against which the others are read.
+Each configuration is its own ``slashbots serve``, all against the same Stream stand-in,
+loaded in turns by the open-loop generator with /echo at a fixed rate. Every configuration
+loads one extra plugin module except the 20-plugin one; a plugin registers a provider and an
+``error_reply`` hook, so pluggy has 20 implementations of each hook to hold. The 1-bot
+configuration runs twice, as two servers: the difference between the two is the noise of
+this machine now, against which the others are read.
 
     python benchmarks/growth.py [--rate 300] [--duration 3]
 """
@@ -13,6 +13,7 @@ now, against which the others are read.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from benchmarks.report import Section, ms  # noqa: E402
 from benchmarks.stats import summary_ms  # noqa: E402
 
 RATE, DURATION = 300.0, 3.0
+TURNS = 2  # each configuration's duration, in turns taken by all of them one after the other
 PLUGIN = '''\
 from core import hookimpl
 
@@ -59,42 +61,45 @@ def configuration(bots: int, plugins: list[str]) -> str:
     return webhooks.bots_yaml(echoes, plugins=plugins)
 
 
-def measure(folder: Path, stream: servers.Server, name: str, bots: int, plugins: list[str], rate: float,
-            duration: float) -> dict:
-    env = {"PYTHONPATH": str(folder)}
-    with servers.slashbots(folder, configuration(bots, plugins), stream.url, name=name, env=env) as slashbots:
-        started_mb = servers.memory_mb(slashbots.pid)["rss"]
-        before = servers.cpu_seconds(slashbots.pid)
-        load = servers.load(slashbots.url, rate, duration, name)
-        servers.wait_idle(slashbots.url)
-        cpu = (servers.cpu_seconds(slashbots.pid) - before) / load["sent"] * 1000
-        memory = servers.memory_mb(slashbots.pid)
-    landed, _ = servers.replies(stream.url, "echo-bot")
-    due = [load["t0"] + i / rate for i in range(load["sent"])]
-    arrived = [landed.get(f"{name}-{i}") for i in range(load["sent"])]
-    return {
-        "name": name, "bots": bots, "plugins": len(plugins), "ack": summary_ms(load["latencies"]),
-        "reply": summary_ms([at - start for at, start in zip(arrived, due) if at is not None]),
-        "landed": sum(at is not None for at in arrived), "sent": load["sent"],
-        "rss_start": started_mb, "rss": memory["rss"], "cpu_ms": cpu,
-    }
-
-
 def run(rate: float, duration: float) -> list[dict]:
-    with servers.workdir() as folder, servers.standin(folder) as stream:
-        many = write_plugins(folder, 20)
-        one = many[:1]
-        plan = [("bots1", 1, one), ("bots10", 10, one), ("bots50", 50, one), ("plugins20", 1, many),
-                ("bots1again", 1, one)]
-        return [measure(folder, stream, name, bots, plugins, rate, duration) for name, bots, plugins in plan]
+    plan = [("bots1", 1, 1), ("bots10", 10, 1), ("bots50", 50, 1), ("plugins20", 1, 20), ("bots1again", 1, 1)]
+    with servers.workdir() as folder, servers.standin(folder) as stream, contextlib.ExitStack() as running:
+        plugins = write_plugins(folder, 20)
+        started = {
+            name: running.enter_context(servers.slashbots(folder, configuration(bots, plugins[:count]), stream.url,
+                                                          name=name, env={"PYTHONPATH": str(folder)}))
+            for name, bots, count in plan
+        }
+        rows = {name: {"name": name, "bots": bots, "plugins": count, "turns": [], "cpu": 0.0,
+                       "rss_start": servers.memory_mb(started[name].pid)["rss"]} for name, bots, count in plan}
+        # The configurations take turns, so a noisy spell of this shared machine lands on all of them alike.
+        for n in range(TURNS):
+            for name, server in started.items():
+                before = servers.cpu_seconds(server.pid)
+                rows[name]["turns"].append(servers.load(server.url, rate, duration / TURNS, f"{name}t{n}"))
+                servers.wait_idle(server.url)
+                rows[name]["cpu"] += servers.cpu_seconds(server.pid) - before
+        for name, server in started.items():
+            rows[name]["rss"] = servers.memory_mb(server.pid)["rss"]
+        landed, _ = servers.replies(stream.url, "echo-bot")
+    for row in rows.values():
+        turns = row.pop("turns")
+        delays = [landed[f"{t['tag']}-{i}"] - (t["t0"] + i / rate)
+                  for t in turns for i in range(t["sent"]) if f"{t['tag']}-{i}" in landed]
+        row["sent"] = sum(t["sent"] for t in turns)
+        row["landed"] = len(delays)
+        row["ack"] = summary_ms([latency for t in turns for latency in t["latencies"]])
+        row["reply"] = summary_ms(delays)
+        row["cpu_ms"] = row.pop("cpu") / row["sent"] * 1000
+    return list(rows.values())
 
 
 def report(rows: list[dict], rate: float, duration: float, command: str) -> Section:
     section = Section("6. Cost of growth: bots and plugins", command)
     section.text.append(
-        f"Each row a fresh `slashbots serve`, /echo at {rate:g}/s for {duration:g} s (open loop), replies to the "
-        "Stream stand-in. The 1-bot, 1-plugin configuration ran first and again last; their difference is this "
-        "run's noise. \"reply\" is from the scheduled send to the reply landing at the stand-in; CPU is the "
+        f"Each row its own `slashbots serve`, /echo at {rate:g}/s for {duration:g} s (open loop) in {TURNS} turns "
+        "taken by all rows in order, replies to the Stream stand-in. The 1-bot, 1-plugin configuration runs as two "
+        "servers, first and last; their difference is this run's noise. \"reply\" is from the scheduled send to the reply landing at the stand-in; CPU is the "
         "server's, per command, ack and reply together."
     )
     table = []

@@ -50,10 +50,12 @@ def memory_mb(pid: int) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def _process(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+def _process(argv: list[str], log: Path, env: dict[str, str] | None = None, *,
+             read_stdout: bool = False) -> Iterator[subprocess.Popen]:
+    """Run ``argv`` until the block ends; its stderr (and stdout, unless read) goes to ``log``."""
     with open(log, "wb") as out:
-        process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                                   stderr=out)
+        process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **(env or {})},
+                                   stdout=subprocess.PIPE if read_stdout else out, stderr=out)
     try:
         yield process
     finally:
@@ -87,7 +89,7 @@ def workdir() -> Iterator[Path]:
 def standin(folder: Path) -> Iterator[Server]:
     """The Stream stand-in in its own process (benchmarks/standin_server.py)."""
     log = folder / "standin.log"
-    with _process([PYTHON, "benchmarks/standin_server.py"], log) as process:
+    with _process([PYTHON, "benchmarks/standin_server.py"], log, read_stdout=True) as process:
         assert process.stdout is not None
         line = process.stdout.readline().decode()
         if not line.startswith("READY "):

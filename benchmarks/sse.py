@@ -7,7 +7,7 @@ is driven the way its library drives it: our parser is fed ``response.iter_bytes
 ChatGPT provider feeds it; httpx-sse runs ``EventSource(response).iter_sse()``; the openai
 package runs ``SSEDecoder().iter_bytes(response.iter_bytes())``, as its ``Stream`` does. The
 response is an ``httpx.Response`` over the recorded reads, so all three pay the same httpx
-costs. The parsers take turns, three rounds; the best round of each counts. Only parsing is timed:
+costs. The parsers take turns, two rounds; the best round of each counts. Only parsing is timed:
 events are put in one spelling and compared afterwards.
 
     python benchmarks/sse.py [--megabytes 50]
@@ -33,7 +33,7 @@ from benchmarks.report import Section  # noqa: E402
 from plugins.chatgpt.sse import SSEParser  # noqa: E402
 from tests.support.openai_standin import Stream, stream_bytes  # noqa: E402
 
-MEGABYTES, ROUNDS = 50, 3
+MEGABYTES, ROUNDS = 50, 2
 WORDS = ["the", " model", " writes", " tokens", ",", " café", " naïve", " — ", " 日本語", " 🙂", "\n", " `code`",
          " \"quoted\"", " 42", " résumé", " über", " snake_case", " {json}", " ∑", " ok"]
 
