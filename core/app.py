@@ -48,7 +48,13 @@ def create_app(
     providers = build_providers(config, pm)
     metrics = Metrics()
     gateway = StreamGateway(config.stream.api_key, config.stream.api_secret, base_url=stream_url, metrics=metrics)
-    replies = Replies(gateway, providers, pm.hook, max_in_flight=config.server.max_replies_in_flight, metrics=metrics)
+    replies = Replies(
+        gateway, providers, pm.hook,
+        max_in_flight=config.server.max_replies_in_flight,
+        max_lag=config.server.max_loop_lag_ms / 1000,
+        writes_per_second=config.server.stream_writes_per_second,
+        metrics=metrics,
+    )
     webhook = WebhookEndpoint(
         config.stream.api_key,
         config.stream.api_secret,
@@ -86,10 +92,12 @@ def create_app(
         app.state.ready = not sync
         # In the background: the webhook works for commands Stream already knows while Stream is away.
         syncing = asyncio.create_task(keep_syncing(app)) if sync else None
+        watching = asyncio.create_task(replies.lag.watch())
         try:
             yield
         finally:
             app.state.ready = False
+            watching.cancel()
             if syncing is not None:
                 syncing.cancel()
             await replies.drain(config.server.shutdown_timeout)

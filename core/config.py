@@ -78,6 +78,8 @@ class StreamSettings:
 @dataclass(frozen=True)
 class ServerSettings:
     max_replies_in_flight: int = 500  # beyond this, new commands are told the bot is busy
+    max_loop_lag_ms: int = 100  # ... and so they are while the event loop runs this late
+    stream_writes_per_second: float = 15.0  # message patches, shared by all streaming replies
     shutdown_timeout: float = 25.0  # seconds running replies get to finish on SIGTERM
 
 
@@ -188,11 +190,16 @@ class _Reader:
         return Config(self.source, stream, bots, plugins, server, _lines=MappingProxyType(dict(self.lines)))
 
     def server(self, value: Any) -> ServerSettings:
-        section = self.mapping(value, "server", optional={"max_replies_in_flight", "shutdown_timeout"})
+        section = self.mapping(value, "server", optional={"max_replies_in_flight", "max_loop_lag_ms",
+                                                          "stream_writes_per_second", "shutdown_timeout"})
         defaults = ServerSettings()
         return ServerSettings(
             max_replies_in_flight=self.number(section, "max_replies_in_flight", "server", defaults.max_replies_in_flight,
                                               minimum=1, integer=True),
+            max_loop_lag_ms=self.number(section, "max_loop_lag_ms", "server", defaults.max_loop_lag_ms,
+                                        minimum=1, integer=True),
+            stream_writes_per_second=self.number(section, "stream_writes_per_second", "server",
+                                                 defaults.stream_writes_per_second, minimum=0.1),
             shutdown_timeout=self.number(section, "shutdown_timeout", "server", defaults.shutdown_timeout, minimum=0),
         )
 

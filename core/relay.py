@@ -17,6 +17,7 @@ import time
 import uuid
 from typing import Any
 
+from core.capacity import WriteBudget
 from core.stream import StreamError, StreamGateway
 
 log = logging.getLogger("slashbots.relay")
@@ -52,6 +53,7 @@ class Relay:
         max_length: int = 5000,
         final_deadline: float = 60.0,
         settle: float = 7.0,
+        budget: WriteBudget | None = None,
     ) -> None:
         self.gateway = gateway
         self.cid = cid
@@ -62,6 +64,7 @@ class Relay:
         self.max_length = max_length
         self.final_deadline = final_deadline
         self.settle = settle
+        self.budget = budget or WriteBudget(float("inf"))
         self.text = ""
         self.cuts: list[int] = []  # where each finished message ends, in self.text
         self.ids: dict[int, str] = {}  # message number -> Stream message id, once posted
@@ -85,6 +88,8 @@ class Relay:
 
     def open(self) -> None:
         """Start the writer; when streaming, it posts the placeholder straight away."""
+        if self.streaming:
+            self.budget.streaming += 1
         self._writer = asyncio.create_task(self._write_loop())
         self._event_sender = asyncio.create_task(self._send_events())
         self._wake.set()
@@ -106,6 +111,8 @@ class Relay:
         self._wake.set()
         assert self._writer is not None and self._event_sender is not None
         await self._writer
+        if self.streaming:
+            self.budget.streaming -= 1
         if self._timed_out:
             # A write we gave up on may still land after the final one and leave old text behind.
             # Once it has had time to land or die, write the finals again.
@@ -140,7 +147,7 @@ class Relay:
             if self._closed.is_set() and self._finals_done == len(self.cuts) + 1:
                 return
             if self.streaming and self._last_patch > float("-inf"):
-                await self._pause(self.interval - (time.monotonic() - self._last_patch))
+                await self._pause(self.budget.interval(self.interval) - (time.monotonic() - self._last_patch))
 
     async def _pause(self, seconds: float) -> None:
         """Sleep between writes, but wake at once when the reply is closing."""

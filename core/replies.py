@@ -14,6 +14,7 @@ import time
 from typing import Any, Mapping
 
 from core import logs
+from core.capacity import LoopLag, WriteBudget
 from core.metrics import Metrics
 from core.provider import ChatMessage, CommandRequest, Provider, ProviderError, Refusal
 from core.relay import Relay
@@ -35,6 +36,8 @@ class Replies:
         hook: Any,
         *,
         max_in_flight: int = 500,
+        max_lag: float = 0.1,
+        writes_per_second: float = 15.0,
         metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics
@@ -42,6 +45,9 @@ class Replies:
         self.providers = providers
         self.hook = hook
         self.max_in_flight = max_in_flight
+        self.max_lag = max_lag
+        self.lag = LoopLag()  # its watch() runs for the app's lifetime (see core/app.py)
+        self.budget = WriteBudget(writes_per_second)
         self.accepting = True
         # Stream's default; channel types that set less are filled in by the start-up sync.
         self.max_message_length: dict[str, int] = {}
@@ -50,7 +56,8 @@ class Replies:
 
     @property
     def full(self) -> bool:
-        return len(self.running) >= self.max_in_flight
+        """No room for another reply: too many running, or the event loop already running late."""
+        return len(self.running) >= self.max_in_flight or self.lag.seconds > self.max_lag
 
     def submit(self, request: CommandRequest) -> None:
         """Start the reply in the background and return at once (called from the webhook's ack)."""
@@ -90,6 +97,7 @@ class Replies:
             streaming=bot.streaming,
             interval=bot.update_interval_ms / 1000,
             max_length=self.max_message_length.get(request.channel_type, DEFAULT_MAX_MESSAGE_LENGTH),
+            budget=self.budget,
         )
         relay.open()
         outcome = "ok"
