@@ -17,7 +17,8 @@ import asyncio
 
 
 class LoopLag:
-    """How late the event loop is running: rises at once with a late timer, falls back gently."""
+    """How late the event loop is running, smoothed: one stall (a GC pass, a noisy neighbour)
+    moves it halfway, so only lag that lasts a few ticks turns commands away."""
 
     def __init__(self, every: float = 0.025) -> None:
         self.every = every
@@ -29,7 +30,8 @@ class LoopLag:
             started = loop.time()
             await asyncio.sleep(self.every)
             late = max(loop.time() - started - self.every, 0.0)
-            self.seconds = late if late > self.seconds else self.seconds * 0.8 + late * 0.2
+            weight = 0.5 if late > self.seconds else 0.2  # quicker to notice than to forget
+            self.seconds += (late - self.seconds) * weight
 
 
 class WriteBudget:

@@ -78,7 +78,7 @@ class StreamSettings:
 @dataclass(frozen=True)
 class ServerSettings:
     max_replies_in_flight: int = 500  # beyond this, new commands are told the bot is busy
-    max_loop_lag_ms: int = 100  # ... and so they are while the event loop runs this late
+    max_loop_lag_ms: int = 250  # ... and so they are while the event loop runs this late
     stream_writes_per_second: float = 15.0  # message patches, shared by all streaming replies
     shutdown_timeout: float = 25.0  # seconds running replies get to finish on SIGTERM
 

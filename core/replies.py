@@ -36,7 +36,7 @@ class Replies:
         hook: Any,
         *,
         max_in_flight: int = 500,
-        max_lag: float = 0.1,
+        max_lag: float = 0.25,
         writes_per_second: float = 15.0,
         metrics: Metrics | None = None,
     ) -> None:

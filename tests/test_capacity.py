@@ -27,19 +27,24 @@ async def test_loop_lag_rises_with_a_blocked_loop_and_falls_after() -> None:
     try:
         await asyncio.sleep(0.1)
         assert lag.seconds < 0.05
-        time.sleep(0.3)  # a reply hogging the loop, as CPU-bound work would
-        await asyncio.sleep(0.05)
-        assert lag.seconds > 0.2
-        await asyncio.sleep(0.6)
+        time.sleep(0.3)  # one stall: noticed, but not yet overload
+        await asyncio.sleep(0.03)
+        assert 0.1 < lag.seconds < 0.25
+        for _ in range(4):  # a loop that stays late: replies hogging it, as CPU-bound work would
+            time.sleep(0.3)
+            await asyncio.sleep(0)  # lets the due timer run, late, and nothing else
+        await asyncio.sleep(0)
+        assert lag.seconds > 0.25
+        await asyncio.sleep(1.0)
         assert lag.seconds < 0.05
     finally:
         watching.cancel()
 
 
 def test_a_late_loop_means_no_room() -> None:
-    replies = Replies(gateway=None, providers={}, hook=None, max_lag=0.1)  # type: ignore[arg-type]
+    replies = Replies(gateway=None, providers={}, hook=None, max_lag=0.25)  # type: ignore[arg-type]
     assert not replies.full
-    replies.lag.seconds = 0.25
+    replies.lag.seconds = 0.3
     assert replies.full
 
 

@@ -14,9 +14,7 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ from core.sandbox.loopback import LoopbackServer, bind_loopback
 from core.sandbox.stream_standin import StreamStandIn
 from tests.conftest import API_KEY, API_SECRET
 from tests.support.openai_standin import OpenAIStandIn, Stream
+from tests.support.processes import SLASHBOTS, free_port
 
 try:
     from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -43,7 +42,6 @@ except ImportError:  # the browser tests say so below; the rest still run
     sync_playwright = None
 
 ROOT = Path(__file__).resolve().parents[1]
-SLASHBOTS = str(Path(sys.executable).parent / "slashbots")
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -51,12 +49,6 @@ GENERAL = "messaging:general"
 # Whatever the developer's shell has set must not turn the sandbox into a real deployment.
 UNSET = ("STREAM_API_KEY", "STREAM_API_SECRET", "STREAM_CHAT_URL", "SLASHBOTS_PUBLIC_URL",
          "OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_API_KEY")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

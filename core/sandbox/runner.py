@@ -40,7 +40,10 @@ async def serve_sandbox(config: Config, host: str, port: int) -> None:
     standin = StreamStandIn(SANDBOX_KEY, secret)
     stream_socket = bind_loopback()
     stream_url = f"http://127.0.0.1:{stream_socket.getsockname()[1]}"
-    config = dataclasses.replace(config, stream=StreamSettings(SANDBOX_KEY, secret))
+    # The stand-in shares this loop, and a browser usually runs beside it: lag here is not
+    # overload, so it must not turn a newcomer's first /echo away as "busy".
+    config = dataclasses.replace(config, stream=StreamSettings(SANDBOX_KEY, secret),
+                                 server=dataclasses.replace(config.server, max_loop_lag_ms=60_000))
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     url = f"http://{local}:{port}"
     # Built before anything listens, so a config or plugin error stops us cleanly.
