@@ -53,7 +53,7 @@ class LagProbe:
 async def serve(config_path: str, port: int) -> None:
     probe = LagProbe()
     app = create_app(load_config(config_path), routes=[Route("/_bench/lag", probe.endpoint)])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
     probing = asyncio.create_task(probe.run())
     try:
         await server.serve()

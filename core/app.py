@@ -116,7 +116,7 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/webhook", webhook.handle, methods=["POST"]),
+            Route("/webhook", webhook, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics.endpoint),

@@ -124,8 +124,9 @@ def _serve(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # log_config=None: uvicorn logs through ours, in the format asked for.
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None))
+    # log_config=None: uvicorn logs through ours, in the format asked for. No access log: every
+    # command already gets a line of its own (core/replies.py), and a second one costs CPU the acks need.
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False))
     server.run()
     if app.state.fatal:
         print(f"error: {app.state.fatal}", file=sys.stderr)

@@ -91,7 +91,6 @@ class Relay:
         if self.streaming:
             self.budget.streaming += 1
         self._writer = asyncio.create_task(self._write_loop())
-        self._event_sender = asyncio.create_task(self._send_events())
         self._wake.set()
 
     def append(self, piece: str) -> None:
@@ -109,7 +108,7 @@ class Relay:
         """Write the final text (retrying until it lands or the deadline passes) and end the indicator."""
         self._closed.set()
         self._wake.set()
-        assert self._writer is not None and self._event_sender is not None
+        assert self._writer is not None
         await self._writer
         if self.streaming:
             self.budget.streaming -= 1
@@ -120,6 +119,8 @@ class Relay:
             for index, text in list(self._finals.items()):
                 await self._final(index, text)
         self._event(ERROR if failed else None)
+        if self._event_sender is None:
+            return
         self._events.put_nowait(None)
         try:
             await asyncio.wait_for(self._event_sender, timeout=5)
@@ -245,6 +246,9 @@ class Relay:
         else:
             event = {"type": "ai_indicator.update", "ai_state": state, "message_id": self.ids[max(self.ids)]}
         self._events.put_nowait(event)
+        if self._event_sender is None:
+            # Started with the first event: a reply written in one go (most non-streaming ones) sends none.
+            self._event_sender = asyncio.create_task(self._send_events())
 
     async def _send_events(self) -> None:
         while (event := await self._events.get()) is not None:

@@ -1,18 +1,25 @@
 """The gateway to Stream: the only module that imports stream_chat.
 
 Everything else speaks in plain Python values and catches one exception, StreamError.
+Set-up and reads go through the SDK. The three writes every reply makes (send a message,
+update it, send an indicator event) go through core.http_client with the SDK's own
+credentials: at hundreds of replies a second the SDK and aiohttp were most of the server's
+CPU (benchmarks/profiles.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from typing import Any
+from typing import Any, Mapping
+from urllib.parse import quote
 
 import aiohttp
 from stream_chat import StreamChatAsync
 from stream_chat.base.exceptions import StreamAPIException
 
+from core.http_client import HTTPClient
 from core.metrics import Metrics
 from core.provider import ChatMessage
 
@@ -60,6 +67,8 @@ class StreamGateway:
         self._base_url = base_url
         self._timeout = timeout
         self._client: _Client | None = None
+        self._writer: HTTPClient | None = None
+        self._query = f"?api_key={quote(api_key, safe='')}"
 
     @property
     def base_url(self) -> str:
@@ -73,10 +82,24 @@ class StreamGateway:
             self._client = _Client(self._key, self._secret, timeout=self._timeout, **options)
         return self._client
 
+    @property
+    def writer(self) -> HTTPClient:
+        if self._writer is None:
+            client = self.client
+            self._writer = HTTPClient(
+                client.base_url,
+                {"Authorization": client.auth_token, "stream-auth-type": "jwt", "X-Stream-Client": "slashbots"},
+                timeout=self._timeout,
+            )
+        return self._writer
+
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
 
     async def _call(self, operation: str, what: str, coroutine: Any) -> Any:
         """Await one SDK call; ``operation`` labels the metrics, ``what`` the error message."""
@@ -87,13 +110,32 @@ class StreamGateway:
             return response
         except StreamAPIException as exc:
             status = exc.status_code
-            raise _error(what, exc) from None
+            raise _error(what, exc.status_code, exc.response_text, getattr(exc, "headers", None) or {}) from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            reason = type(exc).__name__ if isinstance(exc, asyncio.TimeoutError) else str(exc) or type(exc).__name__
-            raise StreamError(f"{what}: could not reach Stream at {self.base_url} ({reason})") from None
+            raise self._unreachable(what, exc) from None
         finally:
             if self.metrics is not None:
                 self.metrics.stream_calls.labels(operation, str(status)).inc()
+
+    async def _write(self, operation: str, what: str, method: str, path: str, payload: dict[str, Any]) -> None:
+        """One reply write, straight over HTTP; errors and metrics as ``_call``'s. The answer on
+        success is not read: nothing needs it, and decoding a whole message is a cost per write."""
+        writer = self.writer
+        status = 0
+        try:
+            response = await writer.request(method, path + self._query, json.dumps(payload).encode())
+            status = response.status
+        except (asyncio.TimeoutError, OSError) as exc:
+            raise self._unreachable(what, exc) from None
+        finally:
+            if self.metrics is not None:
+                self.metrics.stream_calls.labels(operation, str(status)).inc()
+        if status >= 300:
+            raise _error(what, status, response.body.decode("utf-8", "replace"), response.headers)
+
+    def _unreachable(self, what: str, exc: BaseException) -> StreamError:
+        reason = type(exc).__name__ if isinstance(exc, asyncio.TimeoutError) else str(exc) or type(exc).__name__
+        return StreamError(f"{what}: could not reach Stream at {self.base_url} ({reason})")
 
     # -- set-up: users, commands, channel types, the handler URL ---------------------------------
 
@@ -136,21 +178,17 @@ class StreamGateway:
 
     # -- replies ------------------------------------------------------------------------------------
 
-    async def send_message(self, cid: str, user_id: str, fields: dict[str, Any]) -> dict[str, Any]:
-        channel_type, _, channel_id = cid.partition(":")
-        channel = self.client.channel(channel_type, channel_id)
-        response = await self._call("SendMessage", "send a message", channel.send_message(fields, user_id))
-        return response["message"]
+    async def send_message(self, cid: str, user_id: str, fields: dict[str, Any]) -> None:
+        payload = {"message": {**fields, "user": {"id": user_id}}}
+        await self._write("SendMessage", "send a message", "POST", f"{_channel_path(cid)}/message", payload)
 
     async def update_message(self, message_id: str, user_id: str, fields: dict[str, Any]) -> None:
-        await self._call(
-            "UpdateMessagePartial", "update a message", self.client.update_message_partial(message_id, {"set": fields}, user_id)
-        )
+        payload = {"set": fields, "user": {"id": user_id}}
+        await self._write("UpdateMessagePartial", "update a message", "PUT", f"/messages/{quote(message_id, safe='')}", payload)
 
     async def send_event(self, cid: str, user_id: str, event: dict[str, Any]) -> None:
-        channel_type, _, channel_id = cid.partition(":")
-        channel = self.client.channel(channel_type, channel_id)
-        await self._call("SendEvent", "send an event", channel.send_event(event, user_id))
+        payload = {"event": {**event, "user": {"id": user_id}}}
+        await self._write("SendEvent", "send an event", "POST", f"{_channel_path(cid)}/event", payload)
 
     async def history(self, cid: str, parent_id: str | None, limit: int) -> list[ChatMessage]:
         """The last ``limit`` messages of the channel, or of the thread under ``parent_id``."""
@@ -181,19 +219,30 @@ def _chat_message(message: dict[str, Any]) -> ChatMessage:
     )
 
 
-def _error(what: str, exc: StreamAPIException) -> StreamError:
-    detail = getattr(exc, "error_message", None) or exc.response_text[:200] or "no details"
-    headers = {key.lower(): value for key, value in (getattr(exc, "headers", None) or {}).items()}
+def _channel_path(cid: str) -> str:
+    channel_type, _, channel_id = cid.partition(":")
+    return f"/channels/{quote(channel_type, safe='')}/{quote(channel_id, safe='!')}"
+
+
+def _error(what: str, status: int, text: str, headers: Mapping[str, str]) -> StreamError:
+    """Stream's error answer as a StreamError: its message and code, and when to come back."""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    parsed = parsed if isinstance(parsed, dict) else {}
+    detail = parsed.get("message") or text[:200] or "no details"
+    headers = {key.lower(): value for key, value in headers.items()}
     retry_at = None
     reset = headers.get("x-ratelimit-reset", "").split(",")[0].strip()
     if reset.isdigit():
         retry_at = float(reset)
-    elif exc.status_code == 429:
+    elif status == 429:
         retry_at = time.time() + 1.0
-    code = getattr(exc, "error_code", None)
+    code = parsed.get("code")
     return StreamError(
-        f"{what}: Stream answered {exc.status_code}: {detail}",
-        status=exc.status_code,
+        f"{what}: Stream answered {status}: {detail}",
+        status=status,
         code=code if isinstance(code, int) else None,
         retry_at=retry_at,
     )
