@@ -1,15 +1,12 @@
 """``slashbots serve`` with a probe of its own event loop, for benchmarks that need the loop's lag.
 
-It builds and serves the app as ``slashbots serve`` does (uvicorn on uvloop, text logs), and
+It builds and serves the app as ``slashbots serve`` does (core.cli.server_config, text logs), and
 beside it runs a task that sleeps 10 ms at a time and records how late it wakes: the time
 any callback, an ack included, would have waited for the loop. The samples are at
 
     GET /_bench/lag       {"samples": [[monotonic time, lag in seconds], ...]}
 
-    python benchmarks/probed_serve.py --config bots.yaml --port 8000 [--loop asyncio]
-
-``--loop asyncio`` serves on the standard library's loop instead of uvloop, for py-spy: it
-cannot see the Python frames that uvloop's C loop runs.
+    python benchmarks/probed_serve.py --config bots.yaml --port 8000
 """
 
 from __future__ import annotations
@@ -23,13 +20,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import uvicorn  # noqa: E402
-import uvloop  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
 from core import logs  # noqa: E402
 from core.app import create_app  # noqa: E402
+from core.cli import server_config  # noqa: E402
 from core.config import load_config  # noqa: E402
 
 TICK = 0.010
@@ -53,7 +50,7 @@ class LagProbe:
 async def serve(config_path: str, port: int) -> None:
     probe = LagProbe()
     app = create_app(load_config(config_path), routes=[Route("/_bench/lag", probe.endpoint)])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port))
     probing = asyncio.create_task(probe.run())
     try:
         await server.serve()
@@ -65,10 +62,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     args = parser.parse_args()
     logs.configure("text")
-    (uvloop.run if args.loop == "uvloop" else asyncio.run)(serve(args.config, args.port))
+    asyncio.run(serve(args.config, args.port))
 
 
 if __name__ == "__main__":

@@ -3,9 +3,7 @@
     python benchmarks/profile.py acks [--rate 500] [--seconds 8]      # /echo commands, open loop
     python benchmarks/profile.py streams [--commands 500] [--seconds 8]  # replies streaming at once
 
-slashbots runs as in benchmarks/concurrency.py (probed_serve.py), but on the standard library's
-event loop, since py-spy cannot see the Python frames uvloop runs; absolute figures are
-therefore a little worse than with uvloop, the shares much the same. Prints the frames with
+slashbots runs as in benchmarks/concurrency.py (probed_serve.py). Prints the frames with
 the largest share of samples, inclusive of what they call.
 """
 
@@ -53,7 +51,7 @@ def main() -> None:
         rate, count = concurrency.ARRIVALS_PER_S, args.commands
     with servers.workdir() as folder, servers.standin(folder) as stream, \
             servers.slashbots(folder, bots, stream.url,
-                              argv=[servers.PYTHON, "benchmarks/probed_serve.py", "--loop", "asyncio"]) as slashbots:
+                              argv=[servers.PYTHON, "benchmarks/probed_serve.py"]) as slashbots:
         raw = folder / "profile.txt"
         spy = subprocess.Popen([PY_SPY, "record", "-p", str(slashbots.pid), "-d", f"{args.seconds:.0f}", "-r", "200",
                                 "-f", "raw", "-o", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

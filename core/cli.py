@@ -6,13 +6,16 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from core import logs
 from core.config import Config, ConfigError, load_config
 from core.plugins import PluginError, build_providers, close_providers, plugin_manager, providers
 from core.stream import StreamError, StreamGateway, describe_error
 from core.sync import SyncPlan, handler_url_for, sync_bots
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,6 +107,19 @@ def _plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def server_config(app: Any, host: str, port: int) -> uvicorn.Config:
+    """How slashbots is served: uvicorn with httptools, on the standard library's event loop."""
+    import uvicorn
+
+    # loop="asyncio", not uvloop: libuv accepts one connection per loop iteration (libuv PR #3696),
+    # so under load a burst of new connections from Stream waits one busy iteration each. At
+    # 1,000 commands/s that took ack p99 from 6 ms to 670 ms (benchmarks/profiles.md).
+    # log_config=None: uvicorn logs through ours, in the format asked for. No access log: every
+    # command already gets a line of its own (core/replies.py), and a second one costs CPU the acks need.
+    return uvicorn.Config(app, host=host, port=port, loop="asyncio", http="httptools", log_config=None,
+                          access_log=False)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -124,9 +140,7 @@ def _serve(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # log_config=None: uvicorn logs through ours, in the format asked for. No access log: every
-    # command already gets a line of its own (core/replies.py), and a second one costs CPU the acks need.
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False))
+    server = uvicorn.Server(server_config(app, args.host, args.port))
     server.run()
     if app.state.fatal:
         print(f"error: {app.state.fatal}", file=sys.stderr)
