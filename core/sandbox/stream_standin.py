@@ -14,7 +14,7 @@ Where Stream's behaviour is undocumented, the choice made here says so in a comm
 from __future__ import annotations
 
 import asyncio
-import copy
+import functools
 import gzip
 import hashlib
 import hmac
@@ -26,16 +26,16 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Iterable
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlparse
 
 import httpx
 import jwt
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 Json = dict[str, Any]
 Handler = Callable[[Request, Json], Awaitable[Json]]
@@ -87,6 +87,10 @@ _WRITE_KINDS = {
     "SendMessage": "message", "UpdateMessage": "message", "UpdateMessagePartial": "message", "SendEvent": "event",
 }
 _ERROR_CODES = {400: 4, 401: 5, 403: 17, 404: 16, 429: 9}
+_COMMAND = re.compile(r"/(\S+)\s*(.*)", re.DOTALL)  # "/name args" at the start of a message's text
+_TIME_CLAIMS = {"exp", "nbf", "iat"}  # JWT claims whose validity depends on the clock
+# Most of the load (bots posting and streaming replies) is these calls; see `_asgi_app`.
+_HOT_OPERATIONS = {"SendMessage", "UpdateMessagePartial", "SendEvent"}
 
 
 class StreamError(Exception):
@@ -115,6 +119,17 @@ def not_found(message: str) -> StreamError:
     return StreamError(404, message)
 
 
+class _Endpoint:
+    """One Stream operation as an ASGI app. A class, not a closure, because Starlette's Route
+    calls a function as `request -> response` and anything else as ASGI."""
+
+    def __init__(self, serve: Callable[..., Awaitable[None]], operation: str, handler: Handler) -> None:
+        self.serve, self.operation, self.handler = serve, operation, handler
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        return self.serve(self.operation, self.handler, scope, receive, send)
+
+
 @dataclass
 class _Fault:
     method: str
@@ -127,8 +142,73 @@ class _Fault:
     reset_in: int
 
 
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON-shaped data. Everything the stand-in holds is JSON (dicts, lists,
+    scalars), and copying just that is several times cheaper than `copy.deepcopy`."""
+    # Scalars are tested for in the loops, not in a call per value: most values are scalars.
+    if isinstance(value, dict):
+        return {key: _copy(item) if isinstance(item, (dict, list)) else item for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) if isinstance(item, (dict, list)) else item for item in value]
+    return value
+
+
+@functools.lru_cache(maxsize=64)
+def _query_pairs(query_string: bytes) -> tuple[tuple[str, str], ...]:
+    """The query string parsed as Starlette's QueryParams parses it. Cached: every SDK call
+    carries the same one (?api_key=...)."""
+    return tuple(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+
+
+# Paths that Starlette's `request.url.path` returns unchanged. It escapes ?, # and \ and
+# re-parses the whole URL, slow enough to matter on every request.
+_PLAIN_PATH = re.compile(r"(?:/[A-Za-z0-9_.~!$&'()*+,;=:@%-]+)+/?")
+
+
+def _url_path(request: Request) -> str:
+    path: str = request.scope["path"]
+    return path if _PLAIN_PATH.fullmatch(path) else request.url.path
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The request body, as Starlette's `Request.body()` reads it, minus its generator machinery."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+# Starlette's JSONResponse encoding, with one encoder for all answers rather than one per answer.
+_encode_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+async def _send_json(send: Send, status: int, headers: dict[str, str], payload: Any) -> None:
+    """Answer as Starlette's JSONResponse would, byte for byte, without building one."""
+    body = _encode_json(payload).encode("utf-8")
+    raw_headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+    names = {name for name, _ in raw_headers}
+    if b"content-length" not in names and not (status < 200 or status in (204, 304)):
+        raw_headers.append((b"content-length", str(len(body)).encode("latin-1")))
+    if b"content-type" not in names:
+        raw_headers.append((b"content-type", b"application/json"))
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """The current UTC time as Stream writes it, e.g. 2026-01-02T03:04:05.678901Z."""
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    return f"{_utc_second(seconds)}.{micros:06d}Z"
+
+
+@functools.lru_cache(maxsize=1)
+def _utc_second(seconds: int) -> str:
+    # Formatting the date and time is most of the cost, and a busy second asks for it often.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def _oldest_first(messages: Iterable[Json]) -> list[Json]:
@@ -143,7 +223,7 @@ def _render_html(text: str) -> str:
 
 
 class StreamStandIn:
-    """In-memory state of one Stream app, served by `.app` (a Starlette ASGI app)."""
+    """In-memory state of one Stream app, served by `.app` (an ASGI app, mostly Starlette's)."""
 
     def __init__(self, api_key: str, api_secret: str, *, hook_timeout: float = 1.0) -> None:
         self.api_key = api_key
@@ -164,6 +244,9 @@ class StreamStandIn:
         self._users: dict[str, Json] = {}
         self._channels: dict[str, Json] = {}
         self._members: dict[str, list[str]] = {}
+        # Messages and events are never changed in place once stored: a change stores a new dict.
+        # So the event log, the call log and answers share them freely; copies are made only
+        # where they leave the server (`_snapshot`, subscribers).
         self._messages: dict[str, Json] = {}  # insertion order is creation order
         self._ephemeral: dict[str, list[Json]] = {}
         self._events: list[Json] = []  # sent through the event endpoint
@@ -173,14 +256,15 @@ class StreamStandIn:
         self._faults: list[_Fault] = []
         self._random = random.Random(0)  # chance faults: seeded, so a failing run can be repeated
         self._subscribers: set[asyncio.Queue[Json]] = set()
-        self.app = Starlette(routes=self._routes())
+        self._verified_tokens: dict[tuple[str, str], Json] = {}
+        self.app = self._asgi_app()
 
     # ---- observability: copies, safe to read from any thread --------------------------
 
     def _snapshot(self, select: Callable[[], Any]) -> Any:
         """Select and deep-copy under the lock, so other threads never see a change half made."""
         with self._lock:
-            return copy.deepcopy(select())
+            return _copy(select())
 
     @property
     def calls(self) -> list[Json]:
@@ -261,11 +345,37 @@ class StreamStandIn:
     def _publish(self, event: Json) -> None:
         """The one place every state change goes through, so a chat page can follow along."""
         with self._lock:
-            self._published.append(copy.deepcopy(event))
+            self._published.append(event)
         for queue in list(self._subscribers):
-            queue.put_nowait(copy.deepcopy(event))
+            queue.put_nowait(_copy(event))
 
     # ---- HTTP plumbing ---------------------------------------------------------------
+
+    def _asgi_app(self) -> ASGIApp:
+        """Starlette's router, with a shortcut for the hot operations: they go straight to their
+        endpoint, skipping its walk over every route and all its middleware but the one that
+        answers an escaped exception with a 500. Their paths overlap no other route's, so a full
+        match here is the route Starlette would have picked; anything else (other calls, wrong
+        methods, lifespan) takes the ordinary way."""
+        routes = self._routes()
+        router = Starlette(routes=routes)
+        hot: dict[str, list[tuple[Route, ASGIApp]]] = {}
+        for route in routes:
+            if route.name in _HOT_OPERATIONS:
+                for method in route.methods or ():
+                    hot.setdefault(method, []).append((route, ServerErrorMiddleware(route.endpoint)))
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                for route, endpoint in hot.get(scope["method"], ()):
+                    match, child_scope = route.matches(scope)
+                    if match is Match.FULL:
+                        scope.update(child_scope)
+                        await endpoint(scope, receive, send)
+                        return
+            await router(scope, receive, send)
+
+        return app
 
     def _routes(self) -> list[Route]:
         table: list[tuple[str, str, str, Handler]] = [
@@ -290,49 +400,50 @@ class StreamStandIn:
             ("PUT", "/messages/{id}", "UpdateMessagePartial", self._update_message_partial),
             ("GET", "/messages/{id}/replies", "GetReplies", self._get_replies),
         ]
-        routes = [Route(path, self._endpoint(op, handler), methods=[method]) for method, path, op, handler in table]
+        routes = [Route(path, _Endpoint(self._serve, op, handler), methods=[method], name=op)
+                  for method, path, op, handler in table]
         # Last: anything unmatched is a Stream-style 404, recorded like the rest.
         every_method = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-        routes.append(Route("/{path:path}", self._endpoint("Unknown", self._unknown), methods=every_method))
+        routes.append(Route("/{path:path}", _Endpoint(self._serve, "Unknown", self._unknown), methods=every_method))
         return routes
 
-    def _endpoint(self, operation: str, handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
-        """Wrap a handler with what every Stream request goes through: faults, auth, JSON, errors, recording."""
-
-        async def endpoint(request: Request) -> JSONResponse:
-            started = time.perf_counter()
-            raw = await request.body()
-            body: Any = None
-            status, headers = 200, {}
-            try:
-                body = json.loads(raw) if raw else {}
-            except ValueError:
-                pass
-            try:
-                await self._apply_fault(request)
-                self._authenticate(request)
-                if not isinstance(body, dict):
-                    raise bad_input("invalid JSON request body")
-                payload = await handler(request, body)
-            except StreamError as err:
-                status, headers, payload = err.status, err.headers, err.body(operation)
-            except Exception as exc:  # a bug in the stand-in: still answer like Stream, and record it
-                err = StreamError(500, f"internal error: {exc!r}")
-                status, headers, payload = err.status, err.headers, err.body(operation)
-            payload["duration"] = f"{(time.perf_counter() - started) * 1000:.2f}ms"
-            with self._lock:
-                self._calls.append({
-                    "method": request.method, "path": request.url.path, "query": dict(request.query_params),
-                    "json": body, "status": status, "operation": operation,
-                    "at": time.monotonic(),  # when the call was answered, for latency measurements
-                })
-            return JSONResponse(payload, status_code=status, headers=headers)
-
-        return endpoint
-
-    async def _apply_fault(self, request: Request) -> None:
+    async def _serve(self, operation: str, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+        """What every Stream request goes through around its handler: faults, auth, JSON, errors, recording."""
+        started = time.perf_counter()
+        request = Request(scope, receive)
+        raw = await _read_body(receive)
+        path = _url_path(request)
+        query = dict(_query_pairs(scope["query_string"]))
+        body: Any = None
+        status, headers = 200, {}
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            pass
+        try:
+            await self._apply_fault(request.method, path)
+            self._authenticate(request, query)
+            if not isinstance(body, dict):
+                raise bad_input("invalid JSON request body")
+            payload = await handler(request, body)
+        except StreamError as err:
+            status, headers, payload = err.status, err.headers, err.body(operation)
+        except Exception as exc:  # a bug in the stand-in: still answer like Stream, and record it
+            err = StreamError(500, f"internal error: {exc!r}")
+            status, headers, payload = err.status, err.headers, err.body(operation)
+        payload["duration"] = f"{(time.perf_counter() - started) * 1000:.2f}ms"
         with self._lock:
-            method, path = request.method, request.url.path
+            self._calls.append({
+                "method": request.method, "path": path, "query": query,
+                "json": body, "status": status, "operation": operation,
+                "at": time.monotonic(),  # when the call was answered, for latency measurements
+            })
+        await _send_json(send, status, headers, payload)
+
+    async def _apply_fault(self, method: str, path: str) -> None:
+        if not self._faults:  # the usual case, settled without taking the lock
+            return
+        with self._lock:
             fault = next((f for f in self._faults if f.method in ("*", method) and f.pattern.search(path)
                           and (f.chance >= 1 or self._random.random() < f.chance)), None)
             if fault is not None:
@@ -352,9 +463,9 @@ class StreamStandIn:
                 headers = {"X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset, **headers}
             raise StreamError(fault.status, message, headers=headers)
 
-    def _authenticate(self, request: Request) -> None:
+    def _authenticate(self, request: Request, query: dict[str, str]) -> None:
         """Server-side auth as the SDK sends it: ?api_key= plus an HS256 JWT {"server": true}."""
-        if request.query_params.get("api_key") != self.api_key:
+        if query.get("api_key") != self.api_key:
             raise StreamError(401, "api_key not found or not valid")
         if request.headers.get("stream-auth-type", "jwt") != "jwt":
             raise StreamError(401, "stream-auth-type must be jwt")
@@ -362,20 +473,33 @@ class StreamStandIn:
         if not token:
             raise StreamError(401, "JWTAuth error: token is not provided")
         try:
-            claims = jwt.decode(token, self.api_secret, algorithms=["HS256"])
+            claims = self._verified_claims(token)
         except jwt.PyJWTError:
             raise StreamError(401, "JWTAuth error: signature is not valid. Make sure the token is created "
                                    f'using the secret for API key "{self.api_key}"')
         if claims.get("server") is not True:
             raise StreamError(401, "JWTAuth error: this endpoint needs a server-side token")
 
+    def _verified_claims(self, token: str) -> Json:
+        """`jwt.decode`, remembered: verifying costs more than the rest of a typical request. A token
+        without time claims (the SDK's server token has none) verifies the same way every time; one
+        with exp, nbf or iat is verified afresh, as the clock decides whether it is valid. Only
+        tokens signed with the secret are kept, so the cache is as small as the set of clients."""
+        key = (token, self.api_secret)
+        claims = self._verified_tokens.get(key)
+        if claims is None:
+            claims = jwt.decode(token, self.api_secret, algorithms=["HS256"])
+            if not claims.keys() & _TIME_CLAIMS:
+                self._verified_tokens[key] = claims
+        return claims
+
     async def _unknown(self, request: Request, body: Json) -> Json:
-        raise not_found(f"no such endpoint: {request.method} {request.url.path}")
+        raise not_found(f"no such endpoint: {request.method} {_url_path(request)}")
 
     # ---- app settings ------------------------------------------------------------------
 
     async def _get_app(self, request: Request, body: Json) -> Json:
-        app = copy.deepcopy(self._settings)
+        app = _copy(self._settings)
         app["channel_configs"] = {n: self._channel_type_view(t, expand=True) for n, t in self._channel_types.items()}
         return {"app": app}
 
@@ -418,10 +542,10 @@ class StreamStandIn:
                    "set": fields.get("set", ""), "created_at": now, "updated_at": now}
         with self._lock:
             self._commands[name] = command
-        return {"command": copy.deepcopy(command)}
+        return {"command": _copy(command)}
 
     async def _list_commands(self, request: Request, body: Json) -> Json:
-        return {"commands": copy.deepcopy(list(self._commands.values()))}
+        return {"commands": _copy(list(self._commands.values()))}
 
     def _custom_command(self, name: str) -> Json:
         if name not in self._commands:
@@ -429,7 +553,7 @@ class StreamStandIn:
         return self._commands[name]
 
     async def _get_command(self, request: Request, body: Json) -> Json:
-        return copy.deepcopy(self._custom_command(request.path_params["name"]))
+        return _copy(self._custom_command(request.path_params["name"]))
 
     async def _update_command(self, request: Request, body: Json) -> Json:
         command = self._custom_command(request.path_params["name"])
@@ -437,7 +561,7 @@ class StreamStandIn:
         fields.pop("name", None)  # commands cannot be renamed
         with self._lock:
             command.update(fields, updated_at=_now())
-        return {"command": copy.deepcopy(command)}
+        return {"command": _copy(command)}
 
     async def _delete_command(self, request: Request, body: Json) -> Json:
         name = request.path_params["name"]
@@ -453,7 +577,7 @@ class StreamStandIn:
 
     def _new_channel_type(self, name: str, commands: list[str]) -> Json:
         now = _now()
-        settings = copy.deepcopy(_CHANNEL_TYPE_SETTINGS)
+        settings = _copy(_CHANNEL_TYPE_SETTINGS)
         return {"name": name, **settings, "commands": list(commands), "created_at": now, "updated_at": now}
 
     def _expand_commands(self, names: list[str]) -> list[Json]:
@@ -487,7 +611,7 @@ class StreamStandIn:
 
     def _channel_type_view(self, channel_type: Json, *, expand: bool) -> Json:
         """GET answers carry full command objects; create/update answers carry names."""
-        view = copy.deepcopy(channel_type)
+        view = _copy(channel_type)
         if expand:
             view["commands"] = self._expand_commands(channel_type["commands"])
         return view
@@ -537,7 +661,7 @@ class StreamStandIn:
             if data.get("id", user_id) != user_id:
                 raise bad_input(f"user id {data.get('id')} does not match its key {user_id}")
             stored[user_id] = self._store_user(user_id, data)
-        return {"users": copy.deepcopy(stored)}
+        return {"users": _copy(stored)}
 
     def _store_user(self, user_id: str, data: Json) -> Json:
         """Upsert replaces the user's data but keeps created_at, as Stream does."""
@@ -611,20 +735,20 @@ class StreamStandIn:
         )
         return {
             "channel": self._channel_view(channel),
-            "messages": copy.deepcopy(visible[len(visible) - limit:] if limit else []),
+            "messages": _copy(visible[len(visible) - limit:] if limit else []),
             "members": [self._member_view(user_id) for user_id in self._members[channel["cid"]]],
             "read": [], "pinned_messages": [], "watcher_count": 0,
         }
 
     def _channel_view(self, channel: Json) -> Json:
-        view = copy.deepcopy(channel)
+        view = _copy(channel)
         view["member_count"] = len(self._members[channel["cid"]])
         view["config"] = self._channel_type_view(self._channel_types[channel["type"]], expand=True)
         return view
 
     def _member_view(self, user_id: str) -> Json:
         user = self._users[user_id]
-        return {"user_id": user_id, "user": copy.deepcopy(user), "channel_role": "channel_member",
+        return {"user_id": user_id, "user": _copy(user), "channel_role": "channel_member",
                 "created_at": user["created_at"], "updated_at": user["updated_at"]}
 
     # ---- messages ----------------------------------------------------------------------
@@ -668,13 +792,14 @@ class StreamStandIn:
         self._ensure_channel(channel_type, channel_id, created_by=user)
 
         message = self._new_message(incoming, message_id, cid, user, requested_type, text)
-        command = self._enabled_commands(channel_type).get(message.get("command", ""))
-        if command and command["name"] in self._commands and self._settings["custom_action_handler_url"]:
+        # `command` is set only for a command enabled on the channel type.
+        command = message.get("command")
+        if command in self._commands and self._settings["custom_action_handler_url"]:
             message = await self._call_command_hook(message, user)
 
         if message["type"] in ("error", "ephemeral"):  # seen by the sender only, never stored
             with self._lock:
-                self._ephemeral.setdefault(user["id"], []).append(copy.deepcopy(message))
+                self._ephemeral.setdefault(user["id"], []).append(_copy(message))
             self._publish({"type": "message.new", "cid": cid, "message": message, "only_for": user["id"],
                            "created_at": _now()})
             return {"message": message}
@@ -683,9 +808,10 @@ class StreamStandIn:
                 raise bad_input(f"a message with ID {message_id} already exists")
             self._messages[message_id] = message
             if parent_id:
-                self._messages[parent_id]["reply_count"] += 1
+                parent = self._messages[parent_id]
+                self._messages[parent_id] = {**parent, "reply_count": parent["reply_count"] + 1}
         self._publish({"type": "message.new", "cid": cid, "message": message, "user": user, "created_at": _now()})
-        return {"message": copy.deepcopy(message)}
+        return {"message": message}
 
     def _new_message(self, incoming: Json, message_id: str, cid: str, user: Json, message_type: str, text: str) -> Json:
         """A message as Stream stores it: client fields (custom ones at top level) plus server fields."""
@@ -704,7 +830,7 @@ class StreamStandIn:
             message["show_in_channel"] = bool(incoming.get("show_in_channel", False))
             if message_type == "regular":
                 message["type"] = "reply"
-        parsed = re.match(r"/(\S+)\s*(.*)", text, re.DOTALL)
+        parsed = _COMMAND.match(text)
         if parsed and parsed.group(1) in self._enabled_commands(cid.split(":", 1)[0]):
             message["command"], message["args"] = parsed.group(1), parsed.group(2).strip()
         return message
@@ -753,7 +879,7 @@ class StreamStandIn:
         `{"message": null}` on a first call is undocumented: treated as "no change" here."""
         if not isinstance(answer, dict) or not isinstance(answer.get("message"), dict):
             return message, "unchanged"
-        applied = copy.deepcopy(message)
+        applied = _copy(message)
         for key, value in answer["message"].items():
             if key == "type":
                 if value in ("ephemeral", "error") or (value == "regular" and not message.get("parent_id")):
@@ -773,10 +899,10 @@ class StreamStandIn:
             self._messages[message["id"]] = message
         self._publish({"type": "message.updated", "cid": message["cid"], "message": message,
                        "user": user or message["user"], "created_at": _now()})
-        return {"message": copy.deepcopy(message)}
+        return {"message": message}
 
     async def _get_message(self, request: Request, body: Json) -> Json:
-        return {"message": copy.deepcopy(self._stored_message(request.path_params["id"]))}
+        return {"message": _copy(self._stored_message(request.path_params["id"]))}
 
     async def _update_message_partial(self, request: Request, body: Json) -> Json:
         current = self._stored_message(request.path_params["id"])
@@ -789,7 +915,7 @@ class StreamStandIn:
         if "text" in to_set:
             self._check_text(to_set["text"], current["cid"].split(":", 1)[0])
         user = self._acting_user(body, required=False)
-        updated = {**copy.deepcopy(current), **copy.deepcopy(to_set)}
+        updated = {**current, **to_set}
         for key in to_unset:
             updated.pop(key, None)
         updated.setdefault("text", "")
@@ -806,7 +932,7 @@ class StreamStandIn:
         user = self._acting_user(incoming, required=False)
         kept = {k: v for k, v in current.items() if k in _SERVER_OWNED or k == "type"}
         client_fields = {k: v for k, v in incoming.items() if k not in _SERVER_OWNED and k != "type"}
-        updated = copy.deepcopy({**kept, **client_fields, "text": text})
+        updated = _copy({**kept, **client_fields, "text": text})
         updated.setdefault("attachments", [])
         return self._save_update(updated, user)
 
@@ -823,7 +949,7 @@ class StreamStandIn:
         if before:  # paging backwards: only replies older than that one
             ids = [m["id"] for m in replies]
             replies = replies[: ids.index(before)] if before in ids else []
-        return {"messages": copy.deepcopy(replies[len(replies) - limit:] if limit else [])}
+        return {"messages": _copy(replies[len(replies) - limit:] if limit else [])}
 
     # ---- events ------------------------------------------------------------------------
 
@@ -834,9 +960,9 @@ class StreamStandIn:
             raise bad_input("event.type is a required field")
         user = self._acting_user(incoming)
         channel = self._ensure_channel(channel_type, channel_id, created_by=user)
-        event = {**copy.deepcopy(incoming), "user": user, "cid": channel["cid"], "channel_type": channel_type,
+        event = {**incoming, "user": user, "cid": channel["cid"], "channel_type": channel_type,
                  "channel_id": channel_id, "created_at": _now()}
         with self._lock:
-            self._events.append(copy.deepcopy(event))
+            self._events.append(event)
         self._publish(event)
         return {"event": event}
