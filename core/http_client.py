@@ -2,8 +2,8 @@
 
 Every reply is made of Stream writes, and a general-purpose client spends most of a write's
 CPU on machinery one JSON API never uses (cookie jars, redirects, proxies, tracing, URL
-building per request): through the stream-chat SDK and aiohttp a SendMessage cost about
-500 µs of CPU, through this client about 150 µs (benchmarks/profiles.md). It speaks only
+building per request): a SendMessage cost about 460-520 µs of CPU through the stream-chat
+SDK over aiohttp, 165 µs through this client (benchmarks/profiles.md). It speaks only
 what Stream's REST API needs: one origin over TCP or TLS, bodies sent with Content-Length,
 answers framed by Content-Length or chunked encoding.
 
