@@ -1,7 +1,7 @@
 """The bare baseline: a Starlette app on uvicorn that only verifies the signature and echoes the message.
 
 It is what any webhook server must do at the least, served the way ``slashbots serve`` is
-served (core.cli.server_config: uvicorn, httptools, the standard library's event loop), but with no routing to bots, no dedupe, no rate
+served (slashbots.cli.server_config: uvicorn, httptools, the standard library's event loop), but with no routing to bots, no dedupe, no rate
 limits, no metrics, no logging and no reply: the floor slashbots' ack is set against.
 
     python benchmarks/bare_app.py --port 8001
@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
 from benchmarks.webhooks import SECRET  # noqa: E402
-from core.cli import server_config  # noqa: E402
+from slashbots.cli import server_config  # noqa: E402
 
 
 async def webhook(request: Request) -> JSONResponse:

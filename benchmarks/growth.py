@@ -26,7 +26,7 @@ from benchmarks.stats import summary_ms  # noqa: E402
 RATE, DURATION = 300.0, 3.0
 TURNS = 2  # each configuration's duration, in turns taken by all of them one after the other
 PLUGIN = '''\
-from core import hookimpl
+from slashbots import hookimpl
 
 
 class Idle:

@@ -1,6 +1,6 @@
 """``slashbots serve`` with a probe of its own event loop, for benchmarks that need the loop's lag.
 
-It builds and serves the app as ``slashbots serve`` does (core.cli.server_config, text logs), and
+It builds and serves the app as ``slashbots serve`` does (slashbots.cli.server_config, text logs), and
 beside it runs a task that sleeps 10 ms at a time and records how late it wakes: the time
 any callback, an ack included, would have waited for the loop. The samples are at
 
@@ -24,10 +24,10 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from core import logs  # noqa: E402
-from core.app import create_app  # noqa: E402
-from core.cli import server_config  # noqa: E402
-from core.config import load_config  # noqa: E402
+from slashbots import logs  # noqa: E402
+from slashbots.app import create_app  # noqa: E402
+from slashbots.cli import server_config  # noqa: E402
+from slashbots.config import load_config  # noqa: E402
 
 TICK = 0.010
 

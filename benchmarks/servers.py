@@ -100,7 +100,7 @@ def slashbots(folder: Path, bots_yaml: str, stream_url: str, *, name: str = "sla
     config.write_text(bots_yaml)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = argv or [PYTHON, "-m", "core.cli", "serve"]
+    command = argv or [PYTHON, "-m", "slashbots.cli", "serve"]
     env = {"STREAM_CHAT_URL": stream_url, "SLASHBOTS_PUBLIC_URL": url, "SLASHBOTS_LOAD_PLUGINS": "", **(env or {})}
     log = folder / f"{name}.log"
     with _process([*command, "--config", str(config), "--port", str(port)], log, env) as process:

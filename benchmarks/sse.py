@@ -30,7 +30,7 @@ from httpx_sse import EventSource  # noqa: E402
 from openai._streaming import SSEDecoder  # noqa: E402
 
 from benchmarks.report import Section  # noqa: E402
-from plugins.chatgpt.sse import SSEParser  # noqa: E402
+from slashbots.plugins.chatgpt.sse import SSEParser  # noqa: E402
 from tests.support.openai_standin import Stream, stream_bytes  # noqa: E402
 
 MEGABYTES, ROUNDS = 50, 2

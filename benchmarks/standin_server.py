@@ -30,8 +30,8 @@ from starlette.routing import Route  # noqa: E402
 from starlette.types import ASGIApp, Receive, Scope, Send  # noqa: E402
 
 from benchmarks.webhooks import KEY, SECRET  # noqa: E402
-from core.sandbox.loopback import bind_loopback  # noqa: E402
-from core.sandbox.stream_standin import StreamStandIn  # noqa: E402
+from slashbots.sandbox.loopback import bind_loopback  # noqa: E402
+from slashbots.sandbox.stream_standin import StreamStandIn  # noqa: E402
 
 
 def bench_app(standin: StreamStandIn) -> ASGIApp:

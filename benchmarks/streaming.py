@@ -25,10 +25,10 @@ import httpx  # noqa: E402
 from stream_chat import StreamChatAsync  # noqa: E402
 
 from benchmarks.report import Section  # noqa: E402
-from core.app import create_app  # noqa: E402
-from core.config import load_config  # noqa: E402
-from core.sandbox.loopback import LoopbackServer, bind_loopback  # noqa: E402
-from core.sandbox.stream_standin import StreamStandIn  # noqa: E402
+from slashbots.app import create_app  # noqa: E402
+from slashbots.config import load_config  # noqa: E402
+from slashbots.sandbox.loopback import LoopbackServer, bind_loopback  # noqa: E402
+from slashbots.sandbox.stream_standin import StreamStandIn  # noqa: E402
 
 KEY, SECRET = "bench-key", "bench-secret-long-enough-for-hs256-signing"
 TOKENS, RATE, FIRST_TOKEN = 600, 30.0, 0.5

@@ -13,13 +13,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from core.config import Config
-from core.metrics import Metrics
-from core.plugins import PluginManager, build_providers, close_providers, plugin_manager
-from core.replies import Replies
-from core.stream import StreamError, StreamGateway, describe_error
-from core.sync import handler_url_for, sync_bots
-from core.webhook import WebhookEndpoint
+from slashbots.config import Config
+from slashbots.metrics import Metrics
+from slashbots.plugin_manager import PluginManager, build_providers, close_providers, plugin_manager
+from slashbots.replies import Replies
+from slashbots.stream import StreamError, StreamGateway, describe_error
+from slashbots.sync import handler_url_for, sync_bots
+from slashbots.webhook import WebhookEndpoint
 
 log = logging.getLogger("slashbots")
 

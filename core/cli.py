@@ -8,11 +8,11 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Sequence
 
-from core import logs
-from core.config import Config, ConfigError, load_config
-from core.plugins import PluginError, build_providers, close_providers, plugin_manager, providers
-from core.stream import StreamError, StreamGateway, describe_error
-from core.sync import SyncPlan, handler_url_for, sync_bots
+from slashbots import logs
+from slashbots.config import Config, ConfigError, load_config
+from slashbots.plugin_manager import PluginError, build_providers, close_providers, plugin_manager, providers
+from slashbots.stream import StreamError, StreamGateway, describe_error
+from slashbots.sync import SyncPlan, handler_url_for, sync_bots
 
 if TYPE_CHECKING:
     import uvicorn
@@ -98,7 +98,7 @@ def _plugins(args: argparse.Namespace) -> int:
     found = providers(pm)
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
         hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
-        package = pm.packages.get(name, "built-in" if name.startswith("plugins.") else "bots.yaml")
+        package = pm.packages.get(name, "built-in" if name.startswith("slashbots.plugins.") else "bots.yaml")
         print(f"{name} ({package})")
         print(f"    hooks: {', '.join(hooks) or 'none'}")
         names = sorted(entry.name for entry in found.values() if entry.plugin == name)
@@ -123,11 +123,11 @@ def server_config(app: Any, host: str, port: int) -> uvicorn.Config:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from core.app import StartupError, create_app
+    from slashbots.app import StartupError, create_app
 
     config = _load(args)
     if not config.stream.configured:
-        from core.sandbox.runner import serve_sandbox
+        from slashbots.sandbox.runner import serve_sandbox
 
         try:
             asyncio.run(serve_sandbox(config, args.host, args.port))

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from core.ratelimit import Rate
+from slashbots.ratelimit import Rate
 
 MAX_COMMANDS = 50  # Stream's limit on custom commands per app
 BUILTIN_COMMANDS = frozenset({"giphy", "mute", "ban", "unmute", "unban"})

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 import pluggy
 
 if TYPE_CHECKING:
-    from core.provider import CommandRequest, ProviderFactory
+    from slashbots.provider import CommandRequest, ProviderFactory
 
 hookspec = pluggy.HookspecMarker("slashbots")
 hookimpl = pluggy.HookimplMarker("slashbots")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol
 
 if TYPE_CHECKING:
-    from core.config import Bot
+    from slashbots.config import Bot
 
 
 class Refusal(Exception):

@@ -17,8 +17,8 @@ import time
 import uuid
 from typing import Any
 
-from core.capacity import WriteBudget
-from core.stream import StreamError, StreamGateway
+from slashbots.capacity import WriteBudget
+from slashbots.stream import StreamError, StreamGateway
 
 log = logging.getLogger("slashbots.relay")
 

@@ -13,12 +13,12 @@ import logging
 import time
 from typing import Any, Mapping
 
-from core import logs
-from core.capacity import LoopLag, WriteBudget
-from core.metrics import Metrics
-from core.provider import ChatMessage, CommandRequest, Provider, ProviderError, Refusal
-from core.relay import Relay
-from core.stream import StreamGateway
+from slashbots import logs
+from slashbots.capacity import LoopLag, WriteBudget
+from slashbots.metrics import Metrics
+from slashbots.provider import ChatMessage, CommandRequest, Provider, ProviderError, Refusal
+from slashbots.relay import Relay
+from slashbots.stream import StreamGateway
 
 log = logging.getLogger("slashbots.replies")
 

@@ -2,7 +2,7 @@
 
 Everything else speaks in plain Python values and catches one exception, StreamError.
 Set-up and reads go through the SDK. The three writes every reply makes (send a message,
-update it, send an indicator event) go through core.http_client with the SDK's own
+update it, send an indicator event) go through slashbots.http_client with the SDK's own
 credentials: at hundreds of replies a second the SDK and aiohttp were most of the server's
 CPU (benchmarks/profiles.md).
 """
@@ -19,9 +19,9 @@ import aiohttp
 from stream_chat import StreamChatAsync
 from stream_chat.base.exceptions import StreamAPIException
 
-from core.http_client import HTTPClient
-from core.metrics import Metrics
-from core.provider import ChatMessage
+from slashbots.http_client import HTTPClient
+from slashbots.metrics import Metrics
+from slashbots.provider import ChatMessage
 
 DEFAULT_BASE_URL = "https://chat.stream-io-api.com"
 

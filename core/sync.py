@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.config import Bot, Config
-from core.stream import StreamGateway
+from slashbots.config import Bot, Config
+from slashbots.stream import StreamGateway
 
 log = logging.getLogger("slashbots.sync")
 

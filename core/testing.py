@@ -35,9 +35,9 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
     from stream_chat import StreamChatAsync
 
-    from core.config import Config
-    from core.sandbox.loopback import LoopbackServer
-    from core.sandbox.stream_standin import StreamStandIn
+    from slashbots.config import Config
+    from slashbots.sandbox.loopback import LoopbackServer
+    from slashbots.sandbox.stream_standin import StreamStandIn
 
 API_KEY = "test-key"
 API_SECRET = "test-secret-that-is-long-enough-for-hs256"  # PyJWT wants 32+ bytes for HS256
@@ -56,8 +56,8 @@ class Stream:
 @contextlib.contextmanager
 def stream_standin() -> Iterator[Stream]:
     """Serve a fresh Stream stand-in (credentials ``API_KEY``/``API_SECRET``) until the block ends."""
-    from core.sandbox.loopback import LoopbackServer
-    from core.sandbox.stream_standin import StreamStandIn
+    from slashbots.sandbox.loopback import LoopbackServer
+    from slashbots.sandbox.stream_standin import StreamStandIn
 
     standin = StreamStandIn(API_KEY, API_SECRET)
     with LoopbackServer(standin.app) as server:
@@ -126,8 +126,8 @@ def serve_app(config: Config, stream: Stream, **options: Any) -> tuple[LoopbackS
 
     ``options`` go to ``create_app`` (e.g. ``pm``). The caller stops the server.
     """
-    from core.app import create_app
-    from core.sandbox.loopback import LoopbackServer, bind_loopback
+    from slashbots.app import create_app
+    from slashbots.sandbox.loopback import LoopbackServer, bind_loopback
 
     sock = bind_loopback()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"  # known before serving: the app registers it with Stream
@@ -248,8 +248,8 @@ class Slashbots:
         packages' plugins are left out unless ``entry_points=True``, so a test sees the same
         plugins wherever it runs. Config and plugin errors raise here, as at start-up.
         """
-        from core.config import load_config
-        from core.plugins import plugin_manager
+        from slashbots.config import load_config
+        from slashbots.plugin_manager import plugin_manager
 
         plugins = list(plugins)
         paths = [plugin for plugin in plugins if isinstance(plugin, str)]

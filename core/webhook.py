@@ -17,12 +17,12 @@ from typing import Any, Mapping, Protocol
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
-from core.config import Bot
-from core.dedupe import RecentKeys
-from core.metrics import Metrics
-from core.provider import CommandRequest
-from core.ratelimit import RateLimiter
-from core.signature import BodyError, decompress, verify
+from slashbots.config import Bot
+from slashbots.dedupe import RecentKeys
+from slashbots.metrics import Metrics
+from slashbots.provider import CommandRequest
+from slashbots.ratelimit import RateLimiter
+from slashbots.signature import BodyError, decompress, verify
 
 log = logging.getLogger("slashbots.webhook")
 

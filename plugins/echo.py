@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator
 
-from core import CommandRequest, Refusal, hookimpl
+from slashbots import CommandRequest, Refusal, hookimpl
 
 
 class Echo:

@@ -14,13 +14,13 @@ from typing import Any, AsyncIterator, Callable, Iterator
 import pytest
 from stream_chat import StreamChatAsync
 
-from core.config import load_config
-from core.sandbox.loopback import LoopbackServer
-from core.sandbox.stream_standin import StreamStandIn
+from slashbots.config import load_config
+from slashbots.sandbox.loopback import LoopbackServer
+from slashbots.sandbox.stream_standin import StreamStandIn
 
 # The general machinery is shared with plugin authors' tests (core/testing.py); the tests
 # import it from here, so this module re-exports it.
-from core.testing import (  # noqa: F401
+from slashbots.testing import (  # noqa: F401
     API_KEY,
     API_SECRET,
     Stream,

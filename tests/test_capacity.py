@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from core.capacity import LoopLag, WriteBudget
-from core.replies import Replies
+from slashbots.capacity import LoopLag, WriteBudget
+from slashbots.replies import Replies
 from tests.conftest import final_reply, send
 from tests.test_relay import message_writes
 

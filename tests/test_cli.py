@@ -41,7 +41,7 @@ def test_serve_without_config_reads_bots_yaml_in_the_working_directory(tmp_path)
 def test_plugins_lists_hooks_and_providers(write_config) -> None:
     result = run("plugins", "--config", str(write_config(ECHO_BOT)))
     assert result.returncode == 0, result.stderr
-    assert "plugins.echo (built-in)" in result.stdout
+    assert "slashbots.plugins.echo (built-in)" in result.stdout
     assert "hooks: register_providers" in result.stdout
     assert "providers: echo" in result.stdout
 

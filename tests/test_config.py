@@ -7,7 +7,7 @@ from types import MappingProxyType
 
 import pytest
 
-from core.config import ConfigError, load_config, parse_config
+from slashbots.config import ConfigError, load_config, parse_config
 
 GOOD = """\
 stream:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from core.plugins import PluginManager
-from core.provider import ChatMessage, CommandRequest
+from slashbots.plugin_manager import PluginManager
+from slashbots.provider import ChatMessage, CommandRequest
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = (REPO / "docs" / "plugins.md").read_text(encoding="utf-8")

@@ -26,9 +26,9 @@ import httpx
 import pytest
 from stream_chat import StreamChatAsync
 
-from core import hookimpl
-from core.config import ConfigError
-from core.testing import API_KEY, API_SECRET, Slashbots, Stream, final_reply, send, stream_standin
+from slashbots import hookimpl
+from slashbots.config import ConfigError
+from slashbots.testing import API_KEY, API_SECRET, Slashbots, Stream, final_reply, send, stream_standin
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "slashbots-dice"
@@ -82,8 +82,8 @@ def test_slashbots_declares_its_pytest_plugin() -> None:
     """Without this entry point, plugin authors' tests have no ``slashbots`` fixture."""
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     pytest11 = pyproject["project"].get("entry-points", {}).get("pytest11", {})
-    assert pytest11.get("slashbots") == "core.testing", (
-        'pyproject.toml needs:\n[project.entry-points.pytest11]\nslashbots = "core.testing"'
+    assert pytest11.get("slashbots") == "slashbots.testing", (
+        'pyproject.toml needs:\n[project.entry-points.pytest11]\nslashbots = "slashbots.testing"'
     )
 
 
@@ -91,7 +91,7 @@ def test_plugins_lists_the_installed_package_without_a_plugins_line(example_venv
     result = example_venv.run(example_venv.slashbots, "plugins")
     assert result.returncode == 0, result.stderr
     assert "dice (slashbots-dice 0.1.0)\n    hooks: register_providers\n    providers: dice\n" in result.stdout
-    assert "plugins.echo (built-in)" in result.stdout
+    assert "slashbots.plugins.echo (built-in)" in result.stdout
 
 
 @pytest.mark.parametrize(("allow", "listed"), [
@@ -105,7 +105,7 @@ def test_load_plugins_is_an_allowlist_of_distributions(example_venv: Venv, allow
     result = example_venv.run(example_venv.slashbots, "plugins", env={"SLASHBOTS_LOAD_PLUGINS": allow})
     assert result.returncode == 0, result.stderr
     assert ("providers: dice" in result.stdout) is listed
-    assert "plugins.echo (built-in)" in result.stdout  # built-ins always load
+    assert "slashbots.plugins.echo (built-in)" in result.stdout  # built-ins always load
 
 
 def test_trace_plugins_logs_each_hook_call_and_the_plugin_it_reaches(example_venv: Venv) -> None:

@@ -1,4 +1,4 @@
-"""core.http_client against a real HTTP/1.1 server on loopback that misbehaves on request."""
+"""slashbots.http_client against a real HTTP/1.1 server on loopback that misbehaves on request."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Awaitable, Callable
 import pytest
 import trustme
 
-from core.http_client import HTTPClient, HTTPError
+from slashbots.http_client import HTTPClient, HTTPError
 
 Reply = Callable[[asyncio.StreamWriter, bytes, bytes], Awaitable[bool]]  # -> keep the connection open?
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from core.relay import split_point
+from slashbots.relay import split_point
 from tests.conftest import bot_messages, final_reply, send, wait_for
 
 WRITER = """\

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from core.relay import Relay
-from core.stream import StreamError
+from slashbots.relay import Relay
+from slashbots.stream import StreamError
 
 
 class LateStream:

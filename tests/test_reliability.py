@@ -9,10 +9,10 @@ import uuid
 import httpx
 from stream_chat import StreamChatAsync
 
-from core.app import create_app
-from core.config import load_config
-from core.sandbox.loopback import LoopbackServer, bind_loopback
-from core.sandbox.stream_standin import StreamStandIn
+from slashbots.app import create_app
+from slashbots.config import load_config
+from slashbots.sandbox.loopback import LoopbackServer, bind_loopback
+from slashbots.sandbox.stream_standin import StreamStandIn
 from tests.conftest import API_KEY, API_SECRET, ECHO_BOT, bot_messages, final_reply, send, wait_for
 from tests.test_webhook import command_body, post, stream_headers
 

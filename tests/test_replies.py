@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from core.config import ConfigError, load_config
-from core.plugins import PluginError, build_providers, plugin_manager
+from slashbots.config import ConfigError, load_config
+from slashbots.plugin_manager import PluginError, build_providers, plugin_manager
 from tests.conftest import ECHO_BOT, bot_messages, final_reply, send, wait_for
 
 THIRD_PARTY = '''
-from core import ProviderError, Refusal, hookimpl
+from slashbots import ProviderError, Refusal, hookimpl
 
 
 class Shout:
@@ -127,7 +127,7 @@ async def test_history_holds_earlier_messages_but_not_this_command(two_bots, cha
 
 async def test_the_error_reply_hook_can_word_failures(serve, third_party, tmp_path, chat) -> None:
     (tmp_path / "acme_bots" / "wording.py").write_text(textwrap.dedent('''
-        from core import hookimpl
+        from slashbots import hookimpl
 
         @hookimpl
         def error_reply(request, error):
@@ -141,14 +141,14 @@ async def test_the_error_reply_hook_can_word_failures(serve, third_party, tmp_pa
 
 def test_two_plugins_registering_one_provider_name_is_a_start_up_error(third_party, tmp_path, write_config) -> None:
     (tmp_path / "acme_bots" / "echo_again.py").write_text(textwrap.dedent('''
-        from core import hookimpl
+        from slashbots import hookimpl
 
         @hookimpl
         def register_providers(register):
             register("echo", object)
     '''))
     config = load_config(write_config(ECHO_BOT, extra="plugins:\n  - acme_bots.echo_again\n"))
-    with pytest.raises(PluginError, match="provider 'echo' is registered by both 'plugins.echo' and 'acme_bots.echo_again'"):
+    with pytest.raises(PluginError, match="provider 'echo' is registered by both 'slashbots.plugins.echo' and 'acme_bots.echo_again'"):
         build_providers(config, plugin_manager(config))
 
 
@@ -181,7 +181,7 @@ async def test_replies_for_other_channels_do_not_mix(two_bots, chat) -> None:
 
 async def test_a_broken_error_reply_hook_still_ends_the_reply(serve, third_party, tmp_path, chat) -> None:
     (tmp_path / "acme_bots" / "broken.py").write_text(textwrap.dedent('''
-        from core import hookimpl
+        from slashbots import hookimpl
 
         @hookimpl
         def error_reply(request, error):

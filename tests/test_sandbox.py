@@ -29,9 +29,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from stream_chat import StreamChatAsync
 
-from core.sandbox.chat_api import chat_routes
-from core.sandbox.loopback import LoopbackServer, bind_loopback
-from core.sandbox.stream_standin import StreamStandIn
+from slashbots.sandbox.chat_api import chat_routes
+from slashbots.sandbox.loopback import LoopbackServer, bind_loopback
+from slashbots.sandbox.stream_standin import StreamStandIn
 from tests.conftest import API_KEY, API_SECRET
 from tests.support.openai_standin import OpenAIStandIn, Stream
 from tests.support.processes import SLASHBOTS, free_port

@@ -7,9 +7,9 @@ from typing import Iterator
 
 import pytest
 
-from core.app import create_app
-from core.config import load_config
-from core.sandbox.loopback import LoopbackServer, bind_loopback
+from slashbots.app import create_app
+from slashbots.config import load_config
+from slashbots.sandbox.loopback import LoopbackServer, bind_loopback
 from tests.conftest import API_KEY, API_SECRET, Served, final_reply, send, wait_until_ready
 from tests.support.openai_standin import ErrorReply, Moderation, OpenAIStandIn, Stream, rate_limited
 

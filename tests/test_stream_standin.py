@@ -27,8 +27,8 @@ from starlette.routing import Route
 from stream_chat import StreamChatAsync
 from stream_chat.base.exceptions import StreamAPIException
 
-from core.sandbox.loopback import LoopbackServer
-from core.sandbox.stream_standin import StreamStandIn
+from slashbots.sandbox.loopback import LoopbackServer
+from slashbots.sandbox.stream_standin import StreamStandIn
 
 KEY, SECRET = "standin-key", "standin-secret-long-enough-for-hs256-0123456789"
 CID = "messaging:general"

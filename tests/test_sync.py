@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import load_config
-from core.stream import StreamError, StreamGateway
-from core.sync import sync_bots
+from slashbots.config import load_config
+from slashbots.stream import StreamError, StreamGateway
+from slashbots.sync import sync_bots
 from tests.conftest import API_KEY, API_SECRET, ECHO_BOT
 
 TWO_BOTS = ECHO_BOT + """\

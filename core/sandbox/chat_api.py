@@ -3,7 +3,7 @@
 The page plays a Stream chat client: it reads the stand-in's state directly (same event loop),
 but every message it sends goes through the stand-in's real send-message endpoint with the
 stream-chat SDK, so a command reaches our /webhook signed, exactly as it would from Stream.
-It calls the SDK itself rather than through core.stream: it stands for the users' chat app,
+It calls the SDK itself rather than through slashbots.stream: it stands for the users' chat app,
 which must not share code with the slashbots server it is there to exercise.
 
     GET  /                                   the chat page (assets under /sandbox/static/)
@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 from stream_chat import StreamChatAsync
 from stream_chat.base.exceptions import StreamAPIException
 
-from core.sandbox.stream_standin import BUILTIN_COMMANDS, StreamStandIn
+from slashbots.sandbox.stream_standin import BUILTIN_COMMANDS, StreamStandIn
 
 Json = dict[str, Any]
 

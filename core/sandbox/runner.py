@@ -14,11 +14,11 @@ import secrets
 
 import uvicorn
 
-from core.app import create_app
-from core.config import Config, StreamSettings
-from core.sandbox.chat_api import chat_routes
-from core.sandbox.loopback import bind_loopback
-from core.sandbox.stream_standin import StreamStandIn
+from slashbots.app import create_app
+from slashbots.config import Config, StreamSettings
+from slashbots.sandbox.chat_api import chat_routes
+from slashbots.sandbox.loopback import bind_loopback
+from slashbots.sandbox.stream_standin import StreamStandIn
 
 log = logging.getLogger("slashbots.sandbox")
 

@@ -3,7 +3,7 @@
 import random
 import re
 
-from core import Refusal, hookimpl
+from slashbots import Refusal, hookimpl
 
 DICE = re.compile(r"(\d{0,9})d(\d{1,9})([+-]\d{1,9})?")  # [count]d<sides>[+-bonus], digits capped
 MAX_SIDES = 1000

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from core import hookimpl
-from plugins.chatgpt.provider import ChatGPT
+from slashbots import hookimpl
+from slashbots.plugins.chatgpt.provider import ChatGPT
 
 __all__ = ["ChatGPT"]
 

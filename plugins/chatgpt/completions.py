@@ -18,7 +18,7 @@ import json
 import logging
 from typing import Any, Mapping
 
-from plugins.chatgpt.sse import Event
+from slashbots.plugins.chatgpt.sse import Event
 
 log = logging.getLogger("slashbots.chatgpt")
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from core import ChatMessage
+from slashbots import ChatMessage
 
 
 def history_limit(max_turns: int) -> int:

@@ -26,10 +26,10 @@ from typing import Any, AsyncIterator, Mapping
 
 import httpx
 
-from core import ProviderError, Refusal
-from plugins.chatgpt.completions import CompletionStream, StreamErrorEvent
-from plugins.chatgpt.options import Settings, is_openai_url
-from plugins.chatgpt.sse import SSEParser
+from slashbots import ProviderError, Refusal
+from slashbots.plugins.chatgpt.completions import CompletionStream, StreamErrorEvent
+from slashbots.plugins.chatgpt.options import Settings, is_openai_url
+from slashbots.plugins.chatgpt.sse import SSEParser
 
 log = logging.getLogger("slashbots.chatgpt")
 

@@ -7,11 +7,11 @@ import contextlib
 import logging
 from typing import Any, AsyncIterator, Mapping
 
-from core import CommandRequest, Refusal
-from plugins.chatgpt.memory import as_messages, history_limit, recent_exchanges
-from plugins.chatgpt.moderation import refusal_text
-from plugins.chatgpt.openai_api import APIFailure, OpenAIClient
-from plugins.chatgpt.options import Settings, parse_options
+from slashbots import CommandRequest, Refusal
+from slashbots.plugins.chatgpt.memory import as_messages, history_limit, recent_exchanges
+from slashbots.plugins.chatgpt.moderation import refusal_text
+from slashbots.plugins.chatgpt.openai_api import APIFailure, OpenAIClient
+from slashbots.plugins.chatgpt.options import Settings, parse_options
 
 log = logging.getLogger("slashbots.chatgpt")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from core import ChatMessage, CommandRequest
-from core.config import Bot, Identity
-from plugins.chatgpt import ChatGPT
+from slashbots import ChatMessage, CommandRequest
+from slashbots.config import Bot, Identity
+from slashbots.plugins.chatgpt import ChatGPT
 
 TEST_KEY = "sk-proj-standinKEY0123456789abcdefWXYZ"
 BOT = Bot(

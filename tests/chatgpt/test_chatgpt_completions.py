@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from plugins.chatgpt.completions import CompletionStream, StreamErrorEvent
-from plugins.chatgpt.sse import Event, SSEParser
+from slashbots.plugins.chatgpt.completions import CompletionStream, StreamErrorEvent
+from slashbots.plugins.chatgpt.sse import Event, SSEParser
 from tests.support.openai_standin import Stream, chunk, stream_bytes
 
 

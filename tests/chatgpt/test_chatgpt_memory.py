@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core import ChatMessage
-from plugins.chatgpt.memory import as_messages, history_limit, recent_exchanges
+from slashbots import ChatMessage
+from slashbots.plugins.chatgpt.memory import as_messages, history_limit, recent_exchanges
 
 BOT_ID = "chatgpt-bot"
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from plugins.chatgpt import ChatGPT
-from plugins.chatgpt.options import DEFAULT_SYSTEM_PROMPT, parse_options
+from slashbots.plugins.chatgpt import ChatGPT
+from slashbots.plugins.chatgpt.options import DEFAULT_SYSTEM_PROMPT, parse_options
 
 
 def test_defaults() -> None:

@@ -7,11 +7,11 @@ from typing import Any
 import pluggy
 import pytest
 
-import plugins.chatgpt
-from core import hookspecs
-from core.config import ConfigError, parse_config
-from core.plugins import build_providers, plugin_manager
-from plugins.chatgpt import ChatGPT
+import slashbots.plugins.chatgpt
+from slashbots import hookspecs
+from slashbots.config import ConfigError, parse_config
+from slashbots.plugin_manager import build_providers, plugin_manager
+from slashbots.plugins.chatgpt import ChatGPT
 
 BOTS_YAML = """\
 stream: {api_key: k, api_secret: s}
@@ -30,7 +30,7 @@ bots:
 def test_register_providers_hook() -> None:
     pm = pluggy.PluginManager("slashbots")
     pm.add_hookspecs(hookspecs)
-    pm.register(plugins.chatgpt)
+    pm.register(slashbots.plugins.chatgpt)
     registered: dict[str, Any] = {}
     pm.hook.register_providers(register=lambda name, factory: registered.__setitem__(name, factory))
     assert registered == {"chatgpt": ChatGPT}

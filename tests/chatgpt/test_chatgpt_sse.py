@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from plugins.chatgpt.sse import Event, SSEParser
+from slashbots.plugins.chatgpt.sse import Event, SSEParser
 
 
 def parse(*chunks: bytes) -> list[Event]:

@@ -8,7 +8,7 @@ from typing import NamedTuple
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plugins.chatgpt.sse import Event, SSEParser
+from slashbots.plugins.chatgpt.sse import Event, SSEParser
 
 # Characters that have broken SSE decoders: multibyte UTF-8 (1 to 4 bytes), Unicode line
 # separators that str.splitlines honours, a BOM in the middle, colons and spaces.

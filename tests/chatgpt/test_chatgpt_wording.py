@@ -8,8 +8,8 @@ from email.utils import formatdate
 import httpx
 import pytest
 
-from plugins.chatgpt.moderation import category_words, refusal_text
-from plugins.chatgpt.openai_api import backoff, redact, server_delay
+from slashbots.plugins.chatgpt.moderation import category_words, refusal_text
+from slashbots.plugins.chatgpt.openai_api import backoff, redact, server_delay
 
 
 def test_category_words_are_plain_and_most_specific() -> None:

@@ -9,7 +9,7 @@ import asyncio
 import random
 from typing import Any, AsyncIterator
 
-from core import CommandRequest, ProviderError, hookimpl
+from slashbots import CommandRequest, ProviderError, hookimpl
 
 
 class Writer:

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from core.config import ConfigError
+from slashbots.config import ConfigError
 
 ROLL = {"command": "roll", "provider": "dice", "options": {"max_dice": 3}}
 

@@ -16,13 +16,13 @@ from typing import Any, Mapping, Sequence
 
 import pluggy
 
-from core import hookspecs
-from core.config import Config, ConfigError, thaw
-from core.provider import Provider, ProviderFactory
+from slashbots import hookspecs
+from slashbots.config import Config, ConfigError, thaw
+from slashbots.provider import Provider, ProviderFactory
 
 log = logging.getLogger("slashbots.plugins")
 
-BUILTIN_PLUGINS = ("plugins.echo", "plugins.chatgpt")
+BUILTIN_PLUGINS = ("slashbots.plugins.echo", "slashbots.plugins.chatgpt")
 ENTRY_POINT_GROUP = "slashbots"
 
 
