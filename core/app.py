@@ -125,5 +125,6 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.replies = replies
+    app.state.plugins = pm
     app.state.config = config
     return app

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, Sequence
 
 from slashbots import logs
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slashbots", description="Chat bots that live in Stream Chat as slash commands.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('slashbots')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="sync the bots with Stream, then serve the webhook")

@@ -120,7 +120,9 @@ def parse_config(text: str, source: str, environ: Mapping[str, str]) -> Config:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(source, "", f"not valid YAML: {problem}", mark.line + 1 if mark else None) from None
+        # PyYAML's words alone ("mapping values are not allowed here") rarely say what to change.
+        raise ConfigError(source, "", f"not valid YAML: {problem} (the usual cause is indentation that does not "
+                                      "line up, or a missing ':' after a key)", mark.line + 1 if mark else None) from None
     if node is None:
         raise ConfigError(source, "", "the file is empty; expected a mapping with 'bots:'")
     document = reader.plain(node, "")

@@ -6,6 +6,7 @@ knows what any of them does.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import logging
@@ -22,7 +23,7 @@ from slashbots.provider import Provider, ProviderFactory
 
 log = logging.getLogger("slashbots.plugins")
 
-BUILTIN_PLUGINS = ("slashbots.plugins.echo", "slashbots.plugins.chatgpt")
+BUILTIN_PLUGINS = ("slashbots.plugins.default_error_reply", "slashbots.plugins.echo", "slashbots.plugins.chatgpt")
 ENTRY_POINT_GROUP = "slashbots"
 
 
@@ -44,6 +45,34 @@ class PluginManager(pluggy.PluginManager):
         super().__init__("slashbots")
         self.add_hookspecs(hookspecs)
         self.packages: dict[str, str] = {}  # plugin name -> "distribution version"
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register ``plugin``, refusing hooks that would otherwise be silently ignored.
+
+        pluggy skips a function named like a hook but not marked ``@hookimpl``, and keeps a
+        marked function whose name matches no hook (a typo such as ``register_provider``)
+        without ever calling it: either way the plugin does nothing and nobody is told.
+        """
+        known = set(_hook_names(self))
+        label = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        for attribute in known:
+            function = getattr(plugin, attribute, None)
+            if callable(function) and self.parse_hookimpl_opts(plugin, attribute) is None:
+                raise PluginError(f"plugin {label!r}: {attribute}() is not marked @hookimpl, so slashbots would never "
+                                  "call it; add `from slashbots import hookimpl` and `@hookimpl` above it")
+        registered = super().register(plugin, name)
+        for caller in self.get_hookcallers(plugin) or []:
+            if not caller.has_spec():
+                self.unregister(plugin)
+                close = difflib.get_close_matches(caller.name, known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise PluginError(f"plugin {label!r} implements {caller.name!r}, which is not a slashbots hook; "
+                                  f"{hint}hooks are: {', '.join(sorted(known))}")
+        return registered
+
+
+def _hook_names(pm: pluggy.PluginManager) -> list[str]:
+    return [name for name, caller in vars(pm.hook).items() if isinstance(caller, pluggy.HookCaller) and caller.has_spec()]
 
 
 def plugin_manager(config: Config | None = None, *, entry_points: bool = True) -> PluginManager:
@@ -145,11 +174,7 @@ def build_providers(config: Config, pm: pluggy.PluginManager) -> dict[str, Provi
         entry = available.get(bot.provider)
         if entry is None:
             path = f"bots[{index}].provider"
-            raise ConfigError(
-                config.source, path,
-                f"unknown provider {bot.provider!r}; expected one of: {', '.join(sorted(available)) or 'none'}",
-                config.where(path),
-            )
+            raise ConfigError(config.source, path, _unknown_provider(bot.provider, available, pm), config.where(path))
         try:
             provider = entry.factory(thaw(bot.options))
         except (ValueError, TypeError, KeyError) as exc:
@@ -159,6 +184,17 @@ def build_providers(config: Config, pm: pluggy.PluginManager) -> dict[str, Provi
             raise PluginError(f"provider {bot.provider!r} from {entry.plugin!r} has no respond(request) method")
         built[bot.command] = provider
     return built
+
+
+def _unknown_provider(name: str, available: Mapping[str, ProviderEntry], pm: pluggy.PluginManager) -> str:
+    """What to say when bots.yaml names a provider no plugin registered, and how to get one."""
+    credited = {entry.plugin for entry in available.values()}
+    idle = sorted(plugin for plugin, _ in pm.list_name_plugin() if plugin not in credited)
+    words = f"unknown provider {name!r}; expected one of: {', '.join(sorted(available)) or 'none'}"
+    if idle:
+        words += f" (loaded plugins that registered no provider: {', '.join(idle)})"
+    return (words + ". A provider comes from a plugin: `pip install` a package that declares a `slashbots` entry "
+            "point, or name your module under `plugins:` in bots.yaml; `slashbots plugins` lists what is loaded")
 
 
 async def close_providers(built: Mapping[str, Provider]) -> None:

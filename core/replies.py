@@ -23,6 +23,7 @@ from slashbots.stream import StreamGateway
 log = logging.getLogger("slashbots.replies")
 
 DEFAULT_MAX_MESSAGE_LENGTH = 5000
+LAST_RESORT_APOLOGY = "Sorry, {name} could not answer. The details are in the server log."
 SHUTDOWN_NOTE = "The server shut down before the answer was finished. Please ask again."
 
 
@@ -149,16 +150,13 @@ class Replies:
 
     def _apology(self, request: CommandRequest, error: BaseException) -> str:
         try:
-            custom = self.hook.error_reply(request=request, error=error)
+            text = self.hook.error_reply(request=request, error=error)
         except Exception:  # a broken hook must not cost the user their final message
             log.exception("an error_reply hook failed")
-            custom = None
-        if custom:
-            return str(custom)
-        kind = "it timed out" if isinstance(error, (TimeoutError, asyncio.TimeoutError)) else (
-            "a network error" if isinstance(error, (ConnectionError, OSError)) else "an internal error"
-        )
-        return f"Sorry, {request.bot.identity.name} could not answer ({kind}). The details are in the server log."
+            text = None
+        # The words come from plugins (the default is plugins/default_error_reply.py); this is
+        # for when they fail or a deployment has unregistered them all.
+        return str(text) if text else LAST_RESORT_APOLOGY.format(name=request.bot.identity.name)
 
     def _history_reader(self, request: CommandRequest) -> Any:
         async def history(limit: int) -> list[ChatMessage]:

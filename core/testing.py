@@ -263,7 +263,9 @@ class Slashbots:
         pm = plugin_manager(config, entry_points=entry_points)
         for plugin in objects:
             if not pm.is_registered(plugin):  # an installed package may have brought it already
-                pm.register(plugin)
+                # Named for what it is, so errors and `slashbots plugins` say "ShoutPlugin", not an id.
+                name = getattr(plugin, "__name__", None) or type(plugin).__name__
+                pm.register(plugin, None if pm.has_plugin(name) else name)
 
         stream = self._running.enter_context(stream_standin())
         server, app = serve_app(config, stream, pm=pm)

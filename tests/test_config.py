@@ -104,6 +104,8 @@ def test_load_config_reads_the_file_and_names_it(tmp_path) -> None:
         ("bots: []\n", "bots.yaml:1: bots: expected at least one bot"),
         ("", "the file is empty"),
         ("bots: [\n", "not valid YAML"),
+        ("bots:\n  - command: a\n   provider: b\n", "bots.yaml:3: not valid YAML: expected <block end>, but found '<block mapping start>' "
+         "(the usual cause is indentation that does not line up, or a missing ':' after a key)"),
         ("- a\n", "expected a mapping, got a list"),
         ("stream: {}\n", "missing required key 'bots'"),
         ("bots: {}\nbot: 1\n", "bot: unknown key; did you mean 'bots'?"),
