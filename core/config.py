@@ -36,6 +36,7 @@ class ConfigError(Exception):
         super().__init__(f"{where}: {path}: {message}" if path else f"{where}: {message}")
         self.source = source
         self.path = path
+        self.message = message
         self.line = line
 
 

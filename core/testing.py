@@ -193,6 +193,24 @@ class Bots:
         """Every request Stream received, in order: ``{method, path, query, json, status, operation, at}``."""
         return self.standin.calls
 
+    def shown(self, cid: str = "messaging:general", bot: str | None = None) -> list[str]:
+        """The texts a bot's messages showed in ``cid``, in the order users saw them.
+
+        One entry per write that changed what was on screen: the first text, each patch of a
+        streaming answer, the final text (empty placeholders left out). ``bot`` is a command
+        (``"roll"``); by default, every bot of this server. A streamed answer has more than
+        one entry, each the one before with more text.
+        """
+        ids = {b.identity.id for b in self.config.bots if bot is None or b.command == bot}
+        texts: list[str] = []
+        for event in self.standin.published(cid):
+            message = event.get("message") or {}
+            if event.get("type") in ("message.new", "message.updated") and (message.get("user") or {}).get("id") in ids:
+                text = message.get("text") or ""
+                if text and (not texts or texts[-1] != text):
+                    texts.append(text)
+        return texts
+
     def messages(self, cid: str = "messaging:general") -> list[dict[str, Any]]:
         """The messages of channel ``cid`` as Stream stores them, thread replies included, oldest first."""
         return self.standin.messages(cid)
@@ -251,24 +269,30 @@ class Slashbots:
         from slashbots.config import load_config
         from slashbots.plugin_manager import plugin_manager
 
+        from slashbots.config import ConfigError
+
         plugins = list(plugins)
         paths = [plugin for plugin in plugins if isinstance(plugin, str)]
         objects = [plugin for plugin in plugins if not isinstance(plugin, str)]
         self._started += 1
-        directory = self.directory / f"slashbots-{self._started}"  # so errors still name bots.yaml
+        directory = self.directory / f"slashbots-{self._started}"
         directory.mkdir()
         path = directory / "bots.yaml"
         path.write_text(bots_yaml(bots, paths), encoding="utf-8")
-        config = load_config(path)
-        pm = plugin_manager(config, entry_points=entry_points)
-        for plugin in objects:
-            if not pm.is_registered(plugin):  # an installed package may have brought it already
-                # Named for what it is, so errors and `slashbots plugins` say "ShoutPlugin", not an id.
-                name = getattr(plugin, "__name__", None) or type(plugin).__name__
-                pm.register(plugin, None if pm.has_plugin(name) else name)
-
-        stream = self._running.enter_context(stream_standin())
-        server, app = serve_app(config, stream, pm=pm)
+        try:
+            config = load_config(path)
+            pm = plugin_manager(config, entry_points=entry_points)
+            for plugin in objects:
+                if not pm.is_registered(plugin):  # an installed package may have brought it already
+                    # Named for what it is, so errors and `slashbots plugins` say "ShoutPlugin", not an id.
+                    name = getattr(plugin, "__name__", None) or type(plugin).__name__
+                    pm.register(plugin, None if pm.has_plugin(name) else name)
+            stream = self._running.enter_context(stream_standin())
+            server, app = serve_app(config, stream, pm=pm)
+        except ConfigError as exc:
+            # The file is ours, filled in with defaults: its name and lines would mislead. The
+            # path (bots[0].options) points into what the test passed.
+            raise ConfigError("slashbots.start()", exc.path, exc.message) from None
         self._running.callback(server.stop)
         return Bots(config, app, server.url, stream)
 

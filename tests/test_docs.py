@@ -96,3 +96,11 @@ def test_the_tutorial_shows_the_example_package_file_for_file() -> None:
     }
     for path, text in shown:
         assert text == (REPO / path).read_text(encoding="utf-8"), f"docs/plugins.md shows an outdated {path}"
+
+
+def test_the_sandbox_endpoints_the_tutorial_shows_exist() -> None:
+    from slashbots.sandbox.chat_api import chat_routes
+
+    shown = set(re.findall(r"(/sandbox/api/\w+)", section("5. Try it in the sandbox")))
+    served = {route.path for route in chat_routes(None, "http://127.0.0.1:1")}  # type: ignore[arg-type]
+    assert shown and shown <= served, f"the tutorial shows endpoints the sandbox does not serve: {shown - served}"

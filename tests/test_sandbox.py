@@ -402,9 +402,15 @@ def test_slash_opens_the_command_autocomplete(page: Page) -> None:
     expect(menu.locator(".option")).to_have_count(2)  # typing again reopens it
     composer.press("ArrowDown")
     expect(menu.locator('.option[aria-selected="true"]')).to_contain_text("/echo")
+    # While the list is open, Enter picks (and the note under the composer says so) ...
+    expect(page.locator("#note-picking")).to_contain_text("Enter or Tab to pick the command")
+    expect(page.locator("#note-sending")).to_be_hidden()
     composer.press("Tab")
     expect(composer).to_have_value("/echo ")
     expect(menu).to_be_hidden()
+    # ... and once it is closed, Enter sends, as the note then says.
+    expect(page.locator("#note-sending")).to_contain_text("Enter to send")
+    expect(page.locator("#note-picking")).to_be_hidden()
 
 
 def test_a_conversation_with_echo_and_a_streamed_gpt_answer(

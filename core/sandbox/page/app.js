@@ -425,6 +425,13 @@ function closeAutocomplete() {
   $("autocomplete").hidden = true;
   state.autocomplete.items = [];
   state.autocomplete.active = 0;
+  showKeys(false);
+}
+
+// The note under the composer says what Enter does now: with the list open it picks a command.
+function showKeys(picking) {
+  $("note-sending").hidden = picking;
+  $("note-picking").hidden = !picking;
 }
 
 function updateAutocomplete() {
@@ -435,6 +442,7 @@ function updateAutocomplete() {
   state.autocomplete.items = items;
   state.autocomplete.active = Math.min(state.autocomplete.active, Math.max(items.length - 1, 0));
   box.hidden = false;
+  showKeys(items.length > 0);
   box.replaceChildren(el("li", "autocomplete-title", items.length ? "Commands" : `No command starts with /${typed}`));
   items.forEach((command, index) => {
     const row = el("li", "option");
