@@ -219,5 +219,5 @@ async def test_misuse_fails_with_a_reason(slashbots: Slashbots) -> None:
 
 
 def test_a_whole_bots_yaml_and_its_config_errors(slashbots: Slashbots) -> None:
-    with pytest.raises(ConfigError, match=r"bots.yaml:\d+: bots\[0\]\.provider: unknown provider 'dice'"):
+    with pytest.raises(ConfigError, match=r"^slashbots\.start\(\): bots\[0\]\.provider: unknown provider 'dice'"):
         slashbots.start("stream: {api_key: ignored}\nbots:\n  - {command: roll, provider: dice}\n")
