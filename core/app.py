@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from typing import AsyncIterator, Callable, Sequence
 
 from starlette.applications import Starlette
@@ -24,8 +25,30 @@ from slashbots.webhook import WebhookEndpoint
 log = logging.getLogger("slashbots")
 
 
+# SIGTERM to exit takes at most `shutdown_timeout` plus this: replies still running at the
+# deadline get ENDING_GRACE to write their "interrupted" note, then closing gets the rest.
+SHUTDOWN_OVERRUN = 5.0
+ENDING_GRACE = 2.5
+
+
 class StartupError(Exception):
     """The server cannot start; the message tells the operator what to fix."""
+
+
+class StopClock:
+    """When the server was asked to stop: the moment every shutdown deadline counts from.
+
+    uvicorn closes its connections before the lifespan's shutdown runs, so the signal
+    handler marks the time (``slashbots serve`` does); otherwise it is when shutdown began.
+    """
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def mark(self) -> float:
+        if self.since is None:
+            self.since = time.monotonic()
+        return self.since
 
 
 def create_app(
@@ -100,9 +123,15 @@ def create_app(
             watching.cancel()
             if syncing is not None:
                 syncing.cancel()
-            await replies.drain(config.server.shutdown_timeout)
-            await close_providers(providers)
-            await gateway.close()
+            stopped_at = app.state.stop_clock.mark()
+            finish_by = stopped_at + config.server.shutdown_timeout
+            await replies.drain(finish_by, finish_by + ENDING_GRACE)
+            try:
+                async with asyncio.timeout(max(finish_by + SHUTDOWN_OVERRUN - 0.25 - time.monotonic(), 0.1)):
+                    await close_providers(providers)
+                    await gateway.close()
+            except TimeoutError:
+                log.warning("providers or the Stream client did not close in time; exiting anyway")
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -125,6 +154,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.replies = replies
+    app.state.stop_clock = StopClock()
     app.state.plugins = pm
     app.state.config = config
     return app

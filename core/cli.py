@@ -118,8 +118,23 @@ def server_config(app: Any, host: str, port: int) -> uvicorn.Config:
     # 1,000 commands/s that took ack p99 from 6 ms to 670 ms (benchmarks/profiles.md).
     # log_config=None: uvicorn logs through ours, in the format asked for. No access log: every
     # command already gets a line of its own (core/replies.py), and a second one costs CPU the acks need.
+    # timeout_graceful_shutdown: uvicorn otherwise waits without bound for open connections
+    # before the lifespan's shutdown (which drains replies) even starts. Webhook acks take
+    # milliseconds, so a second is plenty.
     return uvicorn.Config(app, host=host, port=port, loop="asyncio", http="httptools", log_config=None,
-                          access_log=False)
+                          access_log=False, timeout_graceful_shutdown=1)
+
+
+def _server(app: Any, config: uvicorn.Config) -> uvicorn.Server:
+    """uvicorn's server, marking the moment a signal asks it to stop: shutdown deadlines count from there."""
+    import uvicorn
+
+    class MarkingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            app.state.stop_clock.mark()
+            super().handle_exit(sig, frame)
+
+    return MarkingServer(config)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -142,7 +157,7 @@ def _serve(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    server = uvicorn.Server(server_config(app, args.host, args.port))
+    server = _server(app, server_config(app, args.host, args.port))
     server.run()
     if app.state.fatal:
         print(f"error: {app.state.fatal}", file=sys.stderr)

@@ -42,6 +42,10 @@ class Metrics:
             "failed (ProviderError), crashed (any other exception), interrupted (shutdown).",
             ["command", "kind"], registry=self.registry,
         )
+        self.replies_abandoned = Counter(
+            "slashbots_replies_abandoned", "Replies shutdown could not end honestly in time (their message may "
+            "still show as generating); the log names them.", registry=self.registry,
+        )
         self.stream_calls = Counter(
             "slashbots_stream_calls", "Calls to Stream's API by operation and HTTP status (0: no answer).",
             ["operation", "status"], registry=self.registry,

@@ -52,7 +52,8 @@ class Replies:
         self.accepting = True
         # Stream's default; channel types that set less are filled in by the start-up sync.
         self.max_message_length: dict[str, int] = {}
-        self.running: set[asyncio.Task[None]] = set()
+        # Each running reply job, with its relay once it has one (for the shutdown log).
+        self.running: dict[asyncio.Task[None], tuple[CommandRequest, list[Relay]]] = {}
         self.finished = 0
 
     @property
@@ -63,30 +64,51 @@ class Replies:
     def submit(self, request: CommandRequest) -> None:
         """Start the reply in the background and return at once (called from the webhook's ack)."""
         request = dataclasses.replace(request, _history=self._history_reader(request))
-        task = asyncio.create_task(self.run(request), name=f"reply {request.message_id}")
-        self.running.add(task)
+        relays: list[Relay] = []
+        task = asyncio.create_task(self.run(request, relays), name=f"reply {request.message_id}")
+        self.running[task] = (request, relays)
         task.add_done_callback(self._done)
         if self.metrics is not None:
             self.metrics.replies_in_flight.set(len(self.running))
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self.running.discard(task)
+        self.running.pop(task, None)
         if self.metrics is not None:
             self.metrics.replies_in_flight.set(len(self.running))
 
-    async def drain(self, timeout: float) -> None:
-        """Let running replies finish for up to ``timeout`` seconds, then end the rest with a note."""
+    async def drain(self, finish_by: float, give_up_at: float) -> None:
+        """Let running replies finish until ``finish_by``, then end the rest saying so.
+
+        Both are ``time.monotonic()`` deadlines. Ending a reply honestly means writing its
+        note to Stream, which may be failing too: whatever has not ended by ``give_up_at`` is
+        abandoned, and named in the log, so shutdown keeps its deadline whatever Stream does.
+        """
         self.accepting = False
         if not self.running:
             return
-        log.info("waiting up to %.0fs for %d running replies", timeout, len(self.running))
-        _, pending = await asyncio.wait(set(self.running), timeout=timeout)
+        log.info("waiting up to %.1fs for %d running replies", max(finish_by - time.monotonic(), 0), len(self.running))
+        _, pending = await asyncio.wait(set(self.running), timeout=max(finish_by - time.monotonic(), 0))
+        if not pending:
+            return
         for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
+            task.cancel()  # each writes its "interrupted" note (replies.run)
+        _, stuck = await asyncio.wait(pending, timeout=max(give_up_at - time.monotonic(), 0))
+        if not stuck:
+            return
+        described = []
+        for task in stuck:
+            request, relays = self.running.get(task, (None, []))
+            task.cancel()  # again: this time it interrupts the note's own writes
+            if request is not None:
+                ids = ", ".join(sorted(relays[0].ids.values())) if relays and relays[0].ids else "none posted"
+                described.append(f"/{request.bot.command} in {request.cid} (command {request.message_id}, reply {ids})")
+        log.error("%d replies could not be ended honestly before shutdown (Stream did not take their last write); "
+                  "they may still show as generating: %s", len(stuck), "; ".join(sorted(described)))
+        if self.metrics is not None:
+            self.metrics.replies_abandoned.inc(len(stuck))
+        await asyncio.wait(stuck, timeout=0.5)  # let the cancellations unwind; nothing in them waits on the network
 
-    async def run(self, request: CommandRequest) -> None:
+    async def run(self, request: CommandRequest, relays: list[Relay] | None = None) -> None:
         logs.request_id.set(request.request_id)  # this task's context: every line it logs carries the id
         bot = request.bot
         started = time.monotonic()
@@ -100,6 +122,8 @@ class Replies:
             max_length=self.max_message_length.get(request.channel_type, DEFAULT_MAX_MESSAGE_LENGTH),
             budget=self.budget,
         )
+        if relays is not None:
+            relays.append(relay)
         relay.open()
         outcome = "ok"
         try:
