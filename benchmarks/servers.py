@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 import httpx
-
-from tests.support.processes import free_port
+from slashbots.testing import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -63,15 +62,10 @@ def _process(argv: list[str], log: Path, env: dict[str, str] | None = None, *,
 
 
 def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}:\n{log.read_text()[-2000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} not ready within {timeout}s:\n{log.read_text()[-2000:]}")
+    try:
+        wait_until_ready(url, timeout, process=process)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}:\n{log.read_text()[-2000:]}") from None
 
 
 @contextlib.contextmanager

@@ -9,18 +9,17 @@ import os
 import time
 from typing import AsyncIterator, Callable, Sequence
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
-
 from slashbots.config import Config
 from slashbots.metrics import Metrics
 from slashbots.plugin_manager import PluginManager, build_providers, close_providers, plugin_manager
 from slashbots.replies import Replies
 from slashbots.stream import StreamError, StreamGateway, describe_error
-from slashbots.sync import handler_url_for, sync_bots
+from slashbots.sync import SyncRefused, handler_url_for, sync_bots
 from slashbots.webhook import WebhookEndpoint
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
 
 log = logging.getLogger("slashbots")
 
@@ -100,13 +99,17 @@ def create_app(
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 30.0)
                     continue
-                app.state.fatal = f"could not sync bots with Stream: {describe_error(exc)}"
-                log.error("%s", app.state.fatal)
-                if on_fatal is not None:
-                    on_fatal()
+                fatal = f"could not sync bots with Stream: {describe_error(exc)}"
+            except SyncRefused as exc:
+                fatal = f"not syncing with Stream: {exc}"
+            else:
+                replies.max_message_length.update(plan.max_message_length)
+                app.state.ready = True
                 return
-            replies.max_message_length.update(plan.max_message_length)
-            app.state.ready = True
+            app.state.fatal = fatal
+            log.error("%s", fatal)
+            if on_fatal is not None:
+                on_fatal()
             return
 
     @contextlib.asynccontextmanager

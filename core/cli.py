@@ -13,7 +13,7 @@ from slashbots import logs
 from slashbots.config import Config, ConfigError, load_config
 from slashbots.plugin_manager import PluginError, build_providers, close_providers, plugin_manager, providers
 from slashbots.stream import StreamError, StreamGateway, describe_error
-from slashbots.sync import SyncPlan, handler_url_for, sync_bots
+from slashbots.sync import SyncPlan, SyncRefused, handler_url_for, sync_bots
 
 if TYPE_CHECKING:
     import uvicorn
@@ -35,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sync = commands.add_parser("sync", help="make Stream's commands, channel types and handler URL match bots.yaml")
     _common_options(sync)
     sync.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+    sync.add_argument("--prune", action="store_true",
+                      help="also remove our commands (set 'slashbots') that bots.yaml no longer has")
 
     listing = commands.add_parser("plugins", help="list loaded plugins, their hooks and providers")
     _common_options(listing)
@@ -84,12 +86,15 @@ def _sync(args: argparse.Namespace) -> int:
     handler_url = handler_url_for(config, os.environ.get("SLASHBOTS_PUBLIC_URL"))
 
     try:
-        lines = asyncio.run(_sync_once(config, handler_url, dry_run=args.dry_run)).describe()
+        plan = asyncio.run(_sync_once(config, handler_url, dry_run=args.dry_run, prune=args.prune))
     except StreamError as exc:
         print(f"error: {describe_error(exc)}", file=sys.stderr)
         return 1
+    except SyncRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print("plan (nothing written, --dry-run):" if args.dry_run else "synced:")
-    for line in lines:
+    for line in plan.describe():
         print(f"  {line}")
     return 0
 
@@ -138,7 +143,6 @@ def _server(app: Any, config: uvicorn.Config) -> uvicorn.Server:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
 
     from slashbots.app import StartupError, create_app
 
@@ -165,10 +169,10 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _sync_once(config: Config, handler_url: str | None, *, dry_run: bool = False) -> SyncPlan:
+async def _sync_once(config: Config, handler_url: str | None, *, dry_run: bool, prune: bool) -> SyncPlan:
     gateway = StreamGateway(config.stream.api_key, config.stream.api_secret)
     try:
-        return await sync_bots(gateway, config, handler_url, dry_run=dry_run)
+        return await sync_bots(gateway, config, handler_url, dry_run=dry_run, prune=prune)
     finally:
         await gateway.close()
 

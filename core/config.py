@@ -16,7 +16,6 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 import yaml
-
 from slashbots.ratelimit import Rate
 
 MAX_COMMANDS = 50  # Stream's limit on custom commands per app
@@ -70,6 +69,7 @@ class StreamSettings:
     api_key: str = ""
     api_secret: str = field(default="", repr=False)
     webhook_url: str | None = None
+    on_foreign_handler: str = "replace"  # or "refuse": when the app's handler URL points at another deployment
 
     @property
     def configured(self) -> bool:
@@ -209,14 +209,18 @@ class _Reader:
         )
 
     def stream(self, value: Any) -> StreamSettings:
-        section = self.mapping(value, "stream", optional={"api_key", "api_secret", "webhook_url"})
+        section = self.mapping(value, "stream", optional={"api_key", "api_secret", "webhook_url", "on_foreign_handler"})
         webhook_url = self.optional_string(section, "webhook_url", "stream")
         if webhook_url and not re.match(r"https?://[^/\s]+", webhook_url):
             raise self.fail("stream.webhook_url", f"expected an http(s) URL, got {webhook_url!r}")
+        on_foreign = section.get("on_foreign_handler", "replace")
+        if on_foreign not in ("replace", "refuse"):
+            raise self.fail("stream.on_foreign_handler", f"expected replace or refuse, got {on_foreign!r}")
         return StreamSettings(
             api_key=self.optional_string(section, "api_key", "stream") or "",
             api_secret=self.optional_string(section, "api_secret", "stream") or "",
             webhook_url=webhook_url,
+            on_foreign_handler=on_foreign,
         )
 
     def bot(self, value: Any, path: str) -> Bot:

@@ -196,7 +196,7 @@ class Relay:
         try:
             await self.gateway.send_message(self.cid, self.bot_id, fields)
         except StreamError as exc:
-            if not exc.id_taken:
+            if not exc.already_exists:
                 raise
             await self.gateway.update_message(message_id, self.bot_id, {"text": text, "generating": generating})
         self.ids[index] = message_id

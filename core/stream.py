@@ -1,6 +1,8 @@
-"""The gateway to Stream: the only module that imports stream_chat.
+"""The gateway to Stream: the only module of the server that talks to Stream.
 
-Everything else speaks in plain Python values and catches one exception, StreamError.
+Everything else in the server speaks in plain Python values and catches one exception,
+StreamError. (The sandbox's chat page and the test fixture use stream_chat too: they play
+Stream's users, and must not share the server's code.)
 Set-up and reads go through the SDK. The three writes every reply makes (send a message,
 update it, send an indicator event) go through slashbots.http_client with the SDK's own
 credentials: at hundreds of replies a second the SDK and aiohttp were most of the server's
@@ -16,12 +18,11 @@ from typing import Any, Mapping
 from urllib.parse import quote
 
 import aiohttp
-from stream_chat import StreamChatAsync
-from stream_chat.base.exceptions import StreamAPIException
-
 from slashbots.http_client import HTTPClient
 from slashbots.metrics import Metrics
 from slashbots.provider import ChatMessage
+from stream_chat import StreamChatAsync
+from stream_chat.base.exceptions import StreamAPIException
 
 DEFAULT_BASE_URL = "https://chat.stream-io-api.com"
 
@@ -40,8 +41,8 @@ class StreamError(Exception):
         return self.status == 0 or self.status == 429 or self.status >= 500
 
     @property
-    def id_taken(self) -> bool:
-        """Stream refused a new message because one with its id already exists."""
+    def already_exists(self) -> bool:
+        """Stream refused to create something (a message with our id, a command) that exists already."""
         return self.status == 400 and "already exists" in str(self)
 
 
@@ -155,6 +156,13 @@ class StreamGateway:
             "UpdateCommand", f"update command /{name}",
             self.client.update_command(name, description=description, args=args, set=set_name),
         )
+
+    async def delete_command(self, name: str) -> None:
+        await self._call("DeleteCommand", f"delete command /{name}", self.client.delete_command(name))
+
+    async def list_channel_types(self) -> list[str]:
+        response = await self._call("ListChannelTypes", "list channel types", self.client.list_channel_types())
+        return sorted(response.get("channel_types") or {})
 
     async def channel_type(self, channel_type: str) -> tuple[list[str], int | None]:
         """The names of the commands enabled on ``channel_type``, and its longest allowed message."""

@@ -1,9 +1,11 @@
 """Make Stream match bots.yaml: read what is there, then write only what differs.
 
-Run on every start, so it must be idempotent: a second start with the same config writes
-no command, channel type or app setting. Channel types get the *union* of their current
-commands and ours, because Stream replaces the list on update and would otherwise drop
-``giphy`` and anyone else's commands.
+Run on every start, by every instance, possibly at the same moment, so it must be
+idempotent and safe to race: a second start with the same config writes nothing; a create
+answered "already exists" (another instance was quicker) becomes an update; and after any
+write the plan is made again from what Stream now holds, until nothing is left to do.
+Channel types get the *union* of their current commands and ours, because Stream replaces
+the list on update and would otherwise drop ``giphy`` and anyone else's commands.
 """
 
 from __future__ import annotations
@@ -13,11 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slashbots.config import Bot, Config
-from slashbots.stream import StreamGateway
+from slashbots.stream import StreamError, StreamGateway
 
 log = logging.getLogger("slashbots.sync")
 
-COMMAND_SET = "slashbots"  # groups our commands in Stream's dashboard
+COMMAND_SET = "slashbots"  # groups our commands in Stream's dashboard, and marks them ours for --prune
+MAX_ROUNDS = 4  # plans made before giving up on a Stream that keeps changing under us
+
+
+class SyncRefused(Exception):
+    """Syncing would take something that belongs to another deployment; the message says what and how to proceed."""
 
 
 @dataclass
@@ -25,14 +32,18 @@ class SyncPlan:
     users: list[dict[str, Any]] = field(default_factory=list)
     create: list[Bot] = field(default_factory=list)
     update: list[tuple[Bot, dict[str, Any]]] = field(default_factory=list)
-    channel_types: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
+    channel_types: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)  # name -> (before, after)
     handler_url: tuple[str, str] | None = None  # (current, wanted)
+    foreign_handler: str | None = None  # the handler URL, when it points at someone else
+    on_foreign_handler: str = "replace"
+    prune: list[str] = field(default_factory=list)  # our commands that bots.yaml no longer has
     max_message_length: dict[str, int] = field(default_factory=dict)  # per channel type, where set
 
     @property
     def writes(self) -> int:
         """Writes besides the user upsert (which is always made: Stream has no cheap diff for it)."""
-        return len(self.create) + len(self.update) + len(self.channel_types) + (self.handler_url is not None)
+        return (len(self.create) + len(self.update) + len(self.channel_types) + (self.handler_url is not None)
+                + len(self.prune))
 
     def describe(self) -> list[str]:
         lines = [f"upsert bot user {user['id']} ({user['name']})" for user in self.users]
@@ -41,10 +52,16 @@ class SyncPlan:
             lines.append(f"update command /{bot.command} (was {current!r})")
         for name, (before, after) in self.channel_types.items():
             added = [command for command in after if command not in before]
-            lines.append(f"enable {', '.join('/' + c for c in added)} on channel type '{name}' (keeping {before or 'none'})")
+            removed = [command for command in before if command not in after]
+            if added:
+                lines.append(f"enable {', '.join('/' + c for c in added)} on channel type '{name}' (keeping {before or 'none'})")
+            if removed:
+                lines.append(f"disable {', '.join('/' + c for c in removed)} on channel type '{name}' (no longer in bots.yaml)")
+        lines += [f"delete command /{name} (set {COMMAND_SET!r}, no longer in bots.yaml)" for name in self.prune]
         if self.handler_url is not None:
             current, wanted = self.handler_url
-            lines.append(f"set custom_action_handler_url to {wanted} (was {current or 'unset'})")
+            taking = "; it points at another deployment, and on_foreign_handler: replace takes it over" if self.foreign_handler else ""
+            lines.append(f"set custom_action_handler_url to {wanted} (was {current or 'unset'}{taking})")
         if not self.writes:
             lines.append("commands, channel types and handler URL already match bots.yaml")
         return lines
@@ -54,8 +71,8 @@ def wanted_command(bot: Bot) -> dict[str, Any]:
     return {"description": bot.description, "args": bot.args, "set": COMMAND_SET}
 
 
-async def plan_sync(gateway: StreamGateway, config: Config, handler_url: str | None) -> SyncPlan:
-    plan = SyncPlan()
+async def plan_sync(gateway: StreamGateway, config: Config, handler_url: str | None, *, prune: bool = False) -> SyncPlan:
+    plan = SyncPlan(on_foreign_handler=config.stream.on_foreign_handler)
     seen: set[str] = set()
     for bot in config.bots:
         if bot.identity.id not in seen:
@@ -74,24 +91,49 @@ async def plan_sync(gateway: StreamGateway, config: Config, handler_url: str | N
             have = {key: current.get(key) or "" for key in ("description", "args", "set")}
             if have != wanted_command(bot):
                 plan.update.append((bot, have))
+    ours = {bot.command for bot in config.bots}
+    if prune:
+        plan.prune = sorted(name for name, command in existing.items()
+                            if command.get("set") == COMMAND_SET and name not in ours)
 
     wanted: dict[str, list[str]] = {}
     for bot in config.bots:
         for channel_type in bot.channel_types:
             wanted.setdefault(channel_type, []).append(bot.command)
-    for channel_type, commands in wanted.items():
+    # Pruning looks at every channel type: a removed bot may have been enabled anywhere.
+    names = sorted(set(wanted) | (set(await gateway.list_channel_types()) if plan.prune else set()))
+    for channel_type in names:
         current_commands, longest = await gateway.channel_type(channel_type)
         if longest:
             plan.max_message_length[channel_type] = longest
-        missing = [command for command in commands if command not in current_commands]
-        if missing:
-            plan.channel_types[channel_type] = (current_commands, current_commands + missing)
+        kept = [command for command in current_commands if command not in plan.prune]
+        after = kept + [command for command in wanted.get(channel_type, []) if command not in kept]
+        if after != current_commands:
+            plan.channel_types[channel_type] = (current_commands, after)
 
     if handler_url:
         current_url = await gateway.handler_url()
         if current_url != handler_url:
             plan.handler_url = (current_url, handler_url)
+            plan.foreign_handler = current_url or None  # an empty URL belongs to nobody
     return plan
+
+
+def check_plan(plan: SyncPlan) -> None:
+    """Refuse a plan that takes another deployment's handler URL, when bots.yaml says to."""
+    if plan.foreign_handler is None or plan.handler_url is None:
+        return
+    wanted = plan.handler_url[1]
+    if plan.on_foreign_handler == "refuse":
+        raise SyncRefused(
+            f"the Stream app's command handler URL is {plan.foreign_handler}, not ours ({wanted}): another deployment "
+            "may be using this app. Stop it, or set stream.on_foreign_handler: replace to take the app over"
+        )
+    if plan.prune:
+        raise SyncRefused(
+            f"not pruning: the Stream app's command handler URL is {plan.foreign_handler}, not ours ({wanted}), so the "
+            f"commands in set {COMMAND_SET!r} may be another deployment's. Sync without --prune first"
+        )
 
 
 async def apply_sync(gateway: StreamGateway, plan: SyncPlan) -> None:
@@ -99,27 +141,54 @@ async def apply_sync(gateway: StreamGateway, plan: SyncPlan) -> None:
         await gateway.upsert_users(plan.users)
     for bot in plan.create:
         command = wanted_command(bot)
-        await gateway.create_command(bot.command, command["description"], command["args"], command["set"])
+        try:
+            await gateway.create_command(bot.command, command["description"], command["args"], command["set"])
+        except StreamError as exc:
+            if not exc.already_exists:
+                raise
+            # Another instance created it a moment ago; ours may still differ, so write ours.
+            await gateway.update_command(bot.command, command["description"], command["args"], command["set"])
     for bot, _ in plan.update:
         command = wanted_command(bot)
         await gateway.update_command(bot.command, command["description"], command["args"], command["set"])
-    # After the commands exist: Stream refuses a channel type naming an unknown command.
+    # After the commands exist: Stream refuses a channel type naming an unknown command. Before
+    # deleting any: Stream refuses to delete a command a channel type still names.
     for channel_type, (_, commands) in plan.channel_types.items():
         await gateway.set_channel_type_commands(channel_type, commands)
+    for name in plan.prune:
+        await gateway.delete_command(name)
     if plan.handler_url is not None:
+        if plan.foreign_handler:
+            log.warning("the Stream app's command handler URL pointed at %s; it now points here, at %s "
+                        "(stream.on_foreign_handler: replace)", plan.foreign_handler, plan.handler_url[1])
         await gateway.set_handler_url(plan.handler_url[1])
 
 
-async def sync_bots(gateway: StreamGateway, config: Config, handler_url: str | None, *, dry_run: bool = False) -> SyncPlan:
-    """Plan, then (unless ``dry_run``) apply; every step is logged."""
-    plan = await plan_sync(gateway, config, handler_url)
-    if not dry_run:
+async def sync_bots(gateway: StreamGateway, config: Config, handler_url: str | None, *, dry_run: bool = False,
+                    prune: bool = False) -> SyncPlan:
+    """Plan, then (unless ``dry_run``) apply, and plan again until Stream holds what bots.yaml says.
+
+    Raises SyncRefused when the plan would take another deployment's app (see ``check_plan``).
+    """
+    if handler_url is None:
+        log.warning("no handler URL: set SLASHBOTS_PUBLIC_URL (or stream.webhook_url) so Stream can reach /webhook")
+    first: SyncPlan | None = None
+    for _ in range(MAX_ROUNDS):
+        plan = await plan_sync(gateway, config, handler_url, prune=prune)
+        check_plan(plan)
+        if dry_run:
+            return plan
+        first = first or plan
+        if not plan.writes and plan is not first:
+            return first  # a later round found nothing left: Stream holds what we wrote
         await apply_sync(gateway, plan)
         for line in plan.describe():
             log.info("sync: %s", line)
-    if handler_url is None:
-        log.warning("no handler URL: set SLASHBOTS_PUBLIC_URL (or stream.webhook_url) so Stream can reach /webhook")
-    return plan
+        if not plan.writes:
+            return plan
+        # Someone else (another instance starting now) may have written between our read and
+        # our write, and a channel type's command list is replaced whole: read it all again.
+    raise StreamError(f"sync: Stream kept changing while syncing; gave up after {MAX_ROUNDS} rounds", status=0)
 
 
 def handler_url_for(config: Config, public_url: str | None) -> str | None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import textwrap
 import time
 from dataclasses import dataclass
@@ -32,12 +33,11 @@ import pytest
 import yaml
 
 if TYPE_CHECKING:
-    from starlette.applications import Starlette
-    from stream_chat import StreamChatAsync
-
     from slashbots.config import Config
     from slashbots.sandbox.loopback import LoopbackServer
     from slashbots.sandbox.stream_standin import StreamStandIn
+    from starlette.applications import Starlette
+    from stream_chat import StreamChatAsync
 
 API_KEY = "test-key"
 API_SECRET = "test-secret-that-is-long-enough-for-hs256"  # PyJWT wants 32+ bytes for HS256
@@ -106,16 +106,34 @@ async def final_reply(standin: StreamStandIn, bot_id: str, cid: str = "messaging
     return await wait_for(done, timeout, f"{count} final message(s) from {bot_id}")
 
 
-def wait_until_ready(url: str, timeout: float = 10.0, *, app: Starlette | None = None) -> None:
+def free_port() -> int:
+    """A TCP port free on loopback right now, for a server started in another process."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_ready(url: str, timeout: float = 10.0, *, app: Starlette | None = None,
+                     process: subprocess.Popen[Any] | None = None) -> None:
     """Block until the server at ``url`` has synced its bots with Stream (``/readyz`` answers 200).
 
-    Given the ``app``, a start-up sync that gave up fails at once, saying why.
+    Given its ``app`` (in this process) or its ``process``, a server that gave up, or exited,
+    fails at once, saying why, instead of at the timeout.
     """
     import httpx
 
     deadline = time.monotonic() + timeout
-    while httpx.get(url + "/readyz").status_code != 200:
+    while True:
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass  # not listening yet
         fatal = getattr(app.state, "fatal", None) if app is not None else None
+        if process is not None and process.poll() is not None:
+            fatal = f"{process.args[0]} exited with status {process.returncode} before it was ready"
         if fatal or time.monotonic() > deadline:
             raise RuntimeError(fatal or f"slashbots at {url} was not ready within {timeout}s")
         time.sleep(0.02)
@@ -266,10 +284,8 @@ class Slashbots:
         packages' plugins are left out unless ``entry_points=True``, so a test sees the same
         plugins wherever it runs. Config and plugin errors raise here, as at start-up.
         """
-        from slashbots.config import load_config
+        from slashbots.config import ConfigError, load_config
         from slashbots.plugin_manager import plugin_manager
-
-        from slashbots.config import ConfigError
 
         plugins = list(plugins)
         paths = [plugin for plugin in plugins if isinstance(plugin, str)]

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import API_KEY, API_SECRET, ECHO_BOT, final_reply, send
-from tests.support.processes import SLASHBOTS, free_port, serve_process
+from tests.support.processes import SLASHBOTS, free_port, serve_process, start_process, stop, wait_ready
 
 
 def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -92,3 +92,22 @@ def test_serve_with_a_wrong_secret_exits_with_one_clear_line(stream, write_confi
     assert "error: could not sync bots with Stream" in result.stderr
     assert "Traceback" not in result.stderr
     assert "a-secret-stream" not in result.stderr
+
+
+async def test_two_instances_started_at_once_on_one_app_both_become_ready(stream, write_config, chat) -> None:
+    config = write_config(ECHO_BOT)
+    # Both behind one load balancer: one public URL, as in production.
+    public = {"SLASHBOTS_PUBLIC_URL": "http://127.0.0.1:9/lb"}
+    # Hold Stream's answer to each create, so both have read the empty command list before either writes.
+    stream.standin.inject_fault("POST", r"^/commands$", status=None, delay=0.5, times=2)
+    both = [start_process(config, stream.url, env=public) for _ in range(2)]
+    try:
+        for served in both:
+            wait_ready(served)
+    finally:
+        for served in both:
+            stop(served)
+    creates = sorted(c["status"] for c in stream.standin.calls if c["operation"] == "CreateCommand")
+    assert creates == [200, 400], creates  # they raced, and the loser's "already exists" became an update
+    assert [c["name"] for c in (await chat.list_commands())["commands"]] == ["echo"]
+    assert all("Traceback" not in served.output for served in both), [served.output for served in both]

@@ -12,23 +12,29 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sysconfig
-import time
 import tomllib
 import venv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import httpx
 import pytest
-from stream_chat import StreamChatAsync
-
 from slashbots import hookimpl
 from slashbots.config import ConfigError
-from slashbots.testing import API_KEY, API_SECRET, Slashbots, Stream, final_reply, send, stream_standin
+from slashbots.testing import (
+    API_KEY,
+    API_SECRET,
+    Slashbots,
+    Stream,
+    final_reply,
+    free_port,
+    send,
+    stream_standin,
+    wait_until_ready,
+)
+from stream_chat import StreamChatAsync
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "slashbots-dice"
@@ -125,12 +131,6 @@ def test_the_examples_own_tests_pass_there(example_venv: Venv) -> None:
     assert " passed" in result.stdout and "failed" not in result.stdout
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def served_from_the_venv(example_venv: Venv) -> Iterator[Stream]:
     """``slashbots serve`` in the venv, for a bots.yaml naming ``provider: dice`` and no plugin module."""
@@ -149,22 +149,11 @@ def served_from_the_venv(example_venv: Venv) -> Iterator[Stream]:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         try:
-            deadline = time.monotonic() + 30
-            while not _ready(url):
-                assert process.poll() is None, process.stdout.read()
-                assert time.monotonic() < deadline, "slashbots serve did not become ready"
-                time.sleep(0.1)
+            wait_until_ready(url, 30, process=process)
             yield stream
         finally:
             process.send_signal(signal.SIGTERM)
             process.communicate(timeout=30)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(url + "/readyz").status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 async def test_a_dice_bot_answers_end_to_end(served_from_the_venv: Stream) -> None:

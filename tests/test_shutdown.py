@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
 
 import pytest
+from slashbots.testing import send
 
 from tests.conftest import API_KEY, API_SECRET, bot_messages, wait_for
 from tests.support.processes import serve_process
-from slashbots.testing import send
 
 REPO = Path(__file__).resolve().parents[1]
 SHUTDOWN_TIMEOUT = 2
@@ -52,5 +51,5 @@ async def test_sigterm_exits_in_time_while_stream_fails_every_write(stream, chat
     assert took <= SHUTDOWN_TIMEOUT + OVERRUN, f"Stream {how}: SIGTERM to exit took {took:.1f}s\n{output}"
     assert "1 replies could not be ended honestly before shutdown" in output, output
     [reply] = bot_messages(stream.standin, "slow-bot")
-    assert f"/slow in messaging:general (command " in output and f"reply {reply['id']})" in output, output
+    assert "/slow in messaging:general (command " in output and f"reply {reply['id']})" in output, output
     assert API_SECRET not in output

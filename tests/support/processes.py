@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import httpx
+from slashbots.testing import free_port, wait_until_ready
 
 SLASHBOTS = str(Path(sys.executable).parent / "slashbots")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -31,31 +23,40 @@ class Served:
     output: str = ""  # everything it printed, once it has stopped
 
 
-@contextmanager
-def serve_process(config: Path, stream_url: str, *args: str) -> Iterator[Served]:
-    """Start ``slashbots serve`` against ``stream_url``, wait until ready, SIGTERM it on exit."""
+def start_process(config: Path, stream_url: str, *args: str, env: dict[str, str] | None = None) -> Served:
+    """Start ``slashbots serve`` against ``stream_url`` and return at once (see ``wait_ready``)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [SLASHBOTS, "serve", "--config", str(config), "--port", str(port), *args],
-        env={**os.environ, "STREAM_CHAT_URL": stream_url, "SLASHBOTS_PUBLIC_URL": url},
+        env={**os.environ, "STREAM_CHAT_URL": stream_url, "SLASHBOTS_PUBLIC_URL": url, **(env or {})},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    served = Served(url, process)
+    return Served(url, process)
+
+
+def wait_ready(served: Served, timeout: float = 20.0) -> None:
     try:
-        deadline = time.monotonic() + 20
-        while not _ready(url):
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.1)
+        wait_until_ready(served.url, timeout, process=served.process)
+    except RuntimeError as exc:
+        stop(served)
+        raise AssertionError(f"{exc}:\n{served.output}") from None
+
+
+def stop(served: Served, timeout: float = 30.0) -> None:
+    """SIGTERM it (by its own id) and collect what it printed."""
+    if served.process.poll() is None:
+        served.process.send_signal(signal.SIGTERM)
+    output, _ = served.process.communicate(timeout=timeout)
+    served.output += output or ""
+
+
+@contextmanager
+def serve_process(config: Path, stream_url: str, *args: str) -> Iterator[Served]:
+    """Start ``slashbots serve`` against ``stream_url``, wait until ready, SIGTERM it on exit."""
+    served = start_process(config, stream_url, *args)
+    wait_ready(served)
+    try:
         yield served
     finally:
-        process.send_signal(signal.SIGTERM)
-        served.output, _ = process.communicate(timeout=20)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(url + "/readyz").status_code == 200
-    except httpx.TransportError:
-        return False
+        stop(served)
