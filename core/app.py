@@ -13,6 +13,8 @@ from slashbots.config import Config
 from slashbots.metrics import Metrics
 from slashbots.plugin_manager import PluginManager, build_providers, close_providers, plugin_manager
 from slashbots.replies import Replies
+from slashbots.shared import SharedState
+from slashbots.shared.local import LocalState
 from slashbots.stream import StreamError, StreamGateway, describe_error
 from slashbots.sync import SyncRefused, handler_url_for, sync_bots
 from slashbots.webhook import WebhookEndpoint
@@ -50,6 +52,18 @@ class StopClock:
         return self.since
 
 
+def shared_state(config: Config, metrics: Metrics | None = None) -> SharedState:
+    """Redis when ``server.redis_url`` (or ``SLASHBOTS_REDIS_URL``) is set, else this process alone."""
+    if not config.server.redis_url:
+        return LocalState(config.server.stream_writes_per_second)
+    from slashbots.shared.redis_state import RedisState  # the Redis client loads only when used
+
+    # The API key names the Stream app: two apps' deployments may share one Redis without mixing.
+    return RedisState(config.server.redis_url, prefix=f"slashbots:{config.stream.api_key}:",
+                      writes_per_second=config.server.stream_writes_per_second,
+                      timeout=config.server.redis_timeout_ms / 1000, metrics=metrics)
+
+
 def create_app(
     config: Config,
     *,
@@ -70,11 +84,12 @@ def create_app(
     providers = build_providers(config, pm)
     metrics = Metrics()
     gateway = StreamGateway(config.stream.api_key, config.stream.api_secret, base_url=stream_url, metrics=metrics)
+    shared = shared_state(config, metrics)
     replies = Replies(
         gateway, providers, pm.hook,
         max_in_flight=config.server.max_replies_in_flight,
         max_lag=config.server.max_loop_lag_ms / 1000,
-        writes_per_second=config.server.stream_writes_per_second,
+        pacing=shared,
         metrics=metrics,
     )
     webhook = WebhookEndpoint(
@@ -82,6 +97,7 @@ def create_app(
         config.stream.api_secret,
         {bot.command: bot for bot in config.bots},
         replies,
+        shared,
         metrics,
     )
     public_url = public_url if public_url is not None else os.environ.get("SLASHBOTS_PUBLIC_URL")
@@ -117,6 +133,7 @@ def create_app(
         app.state.fatal = None
         app.state.ready = not sync
         # In the background: the webhook works for commands Stream already knows while Stream is away.
+        await shared.start()
         syncing = asyncio.create_task(keep_syncing(app)) if sync else None
         watching = asyncio.create_task(replies.lag.watch())
         try:
@@ -133,6 +150,7 @@ def create_app(
                 async with asyncio.timeout(max(finish_by + SHUTDOWN_OVERRUN - 0.25 - time.monotonic(), 0.1)):
                     await close_providers(providers)
                     await gateway.close()
+                    await shared.close()
             except TimeoutError:
                 log.warning("providers or the Stream client did not close in time; exiting anyway")
 

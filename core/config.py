@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from urllib.parse import urlsplit
 from typing import Any, Mapping
 
 import yaml
@@ -84,6 +85,8 @@ class ServerSettings:
     # Seconds running replies get to finish on SIGTERM; with the 5 s allowed after it, the
     # default fits Kubernetes' 30 s grace period with room to spare.
     shutdown_timeout: float = 20.0
+    redis_url: str | None = field(default=None, repr=False)  # shared state for several instances; may hold a password
+    redis_timeout_ms: int = 50  # total Redis time allowed in one ack
 
 
 @dataclass(frozen=True)
@@ -196,9 +199,18 @@ class _Reader:
 
     def server(self, value: Any) -> ServerSettings:
         section = self.mapping(value, "server", optional={"max_replies_in_flight", "max_loop_lag_ms",
-                                                          "stream_writes_per_second", "shutdown_timeout"})
+                                                          "stream_writes_per_second", "shutdown_timeout",
+                                                          "redis_url", "redis_timeout_ms"})
         defaults = ServerSettings()
+        # The environment wins, so one image can run with or without Redis.
+        redis_url = self.environ.get("SLASHBOTS_REDIS_URL") or self.optional_string(section, "redis_url", "server")
+        if redis_url and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+            where = "SLASHBOTS_REDIS_URL" if self.environ.get("SLASHBOTS_REDIS_URL") else "server.redis_url"
+            raise self.fail("server.redis_url", f"{where}: expected a redis://, rediss:// or unix:// URL")
         return ServerSettings(
+            redis_url=redis_url or None,
+            redis_timeout_ms=self.number(section, "redis_timeout_ms", "server", defaults.redis_timeout_ms,
+                                         minimum=1, integer=True),
             max_replies_in_flight=self.number(section, "max_replies_in_flight", "server", defaults.max_replies_in_flight,
                                               minimum=1, integer=True),
             max_loop_lag_ms=self.number(section, "max_loop_lag_ms", "server", defaults.max_loop_lag_ms,

@@ -46,6 +46,21 @@ class Metrics:
             "slashbots_replies_abandoned", "Replies shutdown could not end honestly in time (their message may "
             "still show as generating); the log names them.", registry=self.registry,
         )
+        self.redis_up = Gauge(
+            "slashbots_redis_up", "1 while Redis answers (state is shared), 0 during an outage.", registry=self.registry,
+        )
+        self.redis_failures = Counter(
+            "slashbots_redis_failures", "Redis calls that failed or missed their deadline, by operation.",
+            ["operation"], registry=self.registry,
+        )
+        self.local_decisions = Counter(
+            "slashbots_local_decisions", "Decisions this instance made alone because Redis was away, by operation.",
+            ["operation"], registry=self.registry,
+        )
+        self.duplicate_replies = Counter(
+            "slashbots_duplicate_replies", "Replies stopped because another instance was already answering the "
+            "same command (possible only while Redis is away).", ["command"], registry=self.registry,
+        )
         self.stream_calls = Counter(
             "slashbots_stream_calls", "Calls to Stream's API by operation and HTTP status (0: no answer).",
             ["operation", "status"], registry=self.registry,

@@ -15,9 +15,8 @@ import logging
 import random
 import time
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
-from slashbots.capacity import WriteBudget
 from slashbots.stream import StreamError, StreamGateway
 
 log = logging.getLogger("slashbots.relay")
@@ -53,7 +52,7 @@ class Relay:
         max_length: int = 5000,
         final_deadline: float = 60.0,
         settle: float = 7.0,
-        budget: WriteBudget | None = None,
+        pacing: Pacing | None = None,
     ) -> None:
         self.gateway = gateway
         self.cid = cid
@@ -64,7 +63,7 @@ class Relay:
         self.max_length = max_length
         self.final_deadline = final_deadline
         self.settle = settle
-        self.budget = budget or WriteBudget(float("inf"))
+        self.pacing = pacing or _Unpaced()
         self.text = ""
         self.cuts: list[int] = []  # where each finished message ends, in self.text
         self.ids: dict[int, str] = {}  # message number -> Stream message id, once posted
@@ -88,8 +87,6 @@ class Relay:
 
     def open(self) -> None:
         """Start the writer; when streaming, it posts the placeholder straight away."""
-        if self.streaming:
-            self.budget.streaming += 1
         self._writer = asyncio.create_task(self._write_loop())
         self._wake.set()
 
@@ -110,8 +107,6 @@ class Relay:
         self._wake.set()
         assert self._writer is not None
         await self._writer
-        if self.streaming:
-            self.budget.streaming -= 1
         if self._timed_out:
             # A write we gave up on may still land after the final one and leave old text behind.
             # Once it has had time to land or die, write the finals again.
@@ -148,7 +143,7 @@ class Relay:
             if self._closed.is_set() and self._finals_done == len(self.cuts) + 1:
                 return
             if self.streaming and self._last_patch > float("-inf"):
-                await self._pause(self.budget.interval(self.interval) - (time.monotonic() - self._last_patch))
+                await self._pause(self.interval - (time.monotonic() - self._last_patch))
 
     async def _pause(self, seconds: float) -> None:
         """Sleep between writes, but wake at once when the reply is closing."""
@@ -179,6 +174,12 @@ class Relay:
             await self._post(index, current, generating=True)
             self._event(GENERATING if current else THINKING)
         elif current != self._written:
+            first = not self._written
+            # Stream counts updates per app: wait for this reply's turn (the first text never waits).
+            await self._pause(await self.pacing.write_slot(urgent=first))
+            if self._closed.is_set():
+                return  # closing while we waited: the final text is written instead (the loop comes back)
+            current = self.text[start:].strip() if index == len(self.cuts) else current
             self._event(GENERATING)
             await self.gateway.update_message(self.ids[index], self.bot_id, {"text": current, "generating": True})
             self._note_patch(current)
@@ -215,6 +216,7 @@ class Relay:
         while True:
             try:
                 if index in self.ids:
+                    await self.pacing.write_slot(urgent=True)  # never waits, but counts against the app's budget
                     await self.gateway.update_message(self.ids[index], self.bot_id, {"text": text, "generating": False})
                     self._note_patch(text)
                 else:
@@ -256,6 +258,17 @@ class Relay:
                 await self.gateway.send_event(self.cid, self.bot_id, event)
             except StreamError as exc:
                 log.info("indicator event %s in %s dropped: %s", event["type"], self.cid, exc)
+
+
+class Pacing(Protocol):
+    async def write_slot(self, *, urgent: bool = False) -> float:
+        """Seconds to wait before sending one message update (Stream's budget is per app)."""
+        ...
+
+
+class _Unpaced:
+    async def write_slot(self, *, urgent: bool = False) -> float:
+        return 0.0
 
 
 def _backoff(exc: StreamError, attempt: int) -> float:

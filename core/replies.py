@@ -14,10 +14,10 @@ import time
 from typing import Any, Mapping
 
 from slashbots import logs
-from slashbots.capacity import LoopLag, WriteBudget
+from slashbots.capacity import LoopLag
 from slashbots.metrics import Metrics
 from slashbots.provider import ChatMessage, CommandRequest, Provider, ProviderError, Refusal
-from slashbots.relay import Relay
+from slashbots.relay import Pacing, Relay
 from slashbots.stream import StreamGateway
 
 log = logging.getLogger("slashbots.replies")
@@ -38,7 +38,7 @@ class Replies:
         *,
         max_in_flight: int = 500,
         max_lag: float = 0.25,
-        writes_per_second: float = 15.0,
+        pacing: Pacing | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics
@@ -48,7 +48,7 @@ class Replies:
         self.max_in_flight = max_in_flight
         self.max_lag = max_lag
         self.lag = LoopLag()  # its watch() runs for the app's lifetime (see core/app.py)
-        self.budget = WriteBudget(writes_per_second)
+        self.pacing = pacing  # Stream's update budget, shared by every reply (and, with Redis, every instance)
         self.accepting = True
         # Stream's default; channel types that set less are filled in by the start-up sync.
         self.max_message_length: dict[str, int] = {}
@@ -120,7 +120,7 @@ class Replies:
             streaming=bot.streaming,
             interval=bot.update_interval_ms / 1000,
             max_length=self.max_message_length.get(request.channel_type, DEFAULT_MAX_MESSAGE_LENGTH),
-            budget=self.budget,
+            pacing=self.pacing,
         )
         if relays is not None:
             relays.append(relay)

@@ -18,10 +18,9 @@ from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from slashbots.config import Bot
-from slashbots.dedupe import RecentKeys
 from slashbots.metrics import Metrics
 from slashbots.provider import CommandRequest
-from slashbots.ratelimit import RateLimiter
+from slashbots.shared import SharedState
 from slashbots.signature import BodyError, decompress, verify
 
 log = logging.getLogger("slashbots.webhook")
@@ -58,6 +57,7 @@ class WebhookEndpoint:
         api_secret: str,
         bots: Mapping[str, Bot],
         replies: ReplyQueue,
+        shared: SharedState,
         metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics
@@ -66,8 +66,7 @@ class WebhookEndpoint:
         self.bots = bots
         self.bot_ids = frozenset(bot.identity.id for bot in bots.values())
         self.replies = replies
-        self.accepted = RecentKeys()
-        self.limiter = RateLimiter()
+        self.shared = shared
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -123,36 +122,36 @@ class WebhookEndpoint:
             return (200, {"message": message}), bot.command, "from_a_bot"
 
         webhook_id = headers.get("x-webhook-id")
-        keys = [f"message:{message['id']}"]
+        claims = [f"message:{message['id']}"]
         if webhook_id:
-            keys.append(f"webhook:{webhook_id}")
-        if self.accepted.seen(keys):
+            claims.append(f"webhook:{webhook_id}")
+        refusal = self._refusal(bot)
+        scopes = {"user": user["id"], "channel": message["cid"], "bot": ""}
+        limits = [(f"{bot.command}:{scope}:{scopes[scope]}", rate) for scope, rate in bot.rate_limits.items()]
+        admission = await self.shared.admit(claims, limits, take=refusal is None)
+        if admission.outcome == "duplicate":
             # Stream retried, or someone replayed it: the first delivery already has its reply.
             log.info("duplicate delivery of message %s ignored", message["id"])
             return (200, {"message": message}), bot.command, "duplicate"
-        refusal = self._refusal(bot, message, user)
-        if refusal:
+        if admission.outcome == "rate_limited":
+            whom = {"user": "per person", "channel": "in this channel", "bot": "in all"}
+            rules = ", ".join(f"{rate.text} {whom[scope]}" for scope, rate in bot.rate_limits.items())
+            refusal = ("rate_limited", f"Slow down: /{bot.command} takes {rules}. "
+                                       f"Try again in {max(math.ceil(admission.wait), 1)} seconds.")
+        if refusal is not None:
             outcome, text = refusal
             log.info("/%s from %s in %s not taken: %s", bot.command, user["id"], message["cid"], outcome)
             return _error_message(text), bot.command, outcome
-        self.accepted.remember(keys)
         self.replies.submit(_command_request(bot, message, user, webhook_id))
         return (200, {"message": message}), bot.command, "accepted"
 
-    def _refusal(self, bot: Bot, message: dict[str, Any], user: dict[str, Any]) -> tuple[str, str] | None:
-        """Why this command cannot be taken now: (outcome, words for its sender); None if it can."""
+    def _refusal(self, bot: Bot) -> tuple[str, str] | None:
+        """Why this instance cannot take a command now: (outcome, words for its sender); None if it can."""
         command = f"/{bot.command}"
         if not self.replies.accepting:
             return "restarting", f"The bots are restarting. Please try {command} again in a few seconds."
         if self.replies.full:
             return "busy", f"The bots are busy right now. Please try {command} again shortly."
-        scopes = {"user": user["id"], "channel": message["cid"], "bot": ""}
-        limits = [(f"{bot.command}:{scope}:{scopes[scope]}", rate) for scope, rate in bot.rate_limits.items()]
-        wait = self.limiter.acquire(limits) if limits else 0.0
-        if wait:
-            whom = {"user": "per person", "channel": "in this channel", "bot": "in all"}
-            rules = ", ".join(f"{rate.text} {whom[scope]}" for scope, rate in bot.rate_limits.items())
-            return "rate_limited", f"Slow down: {command} takes {rules}. Try again in {math.ceil(wait)} seconds."
         return None
 
 

@@ -1,0 +1,40 @@
+"""Shared state kept in this process: right for one instance, and the fallback while Redis is away."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from slashbots.capacity import Pacer
+from slashbots.dedupe import RecentKeys
+from slashbots.ratelimit import Rate, RateLimiter
+from slashbots.shared import CLAIM_TTL, Admission
+
+
+class LocalState:
+    def __init__(self, writes_per_second: float) -> None:
+        self.claims = RecentKeys(ttl=CLAIM_TTL)
+        self.limiter = RateLimiter()
+        self.pacer = Pacer(writes_per_second)
+
+    async def admit(self, claims: Sequence[str], limits: Sequence[tuple[str, Rate]], *, take: bool = True) -> Admission:
+        return self.admit_now(claims, limits, take=take)
+
+    def admit_now(self, claims: Sequence[str], limits: Sequence[tuple[str, Rate]], *, take: bool = True) -> Admission:
+        if self.claims.seen(claims):
+            return Admission("duplicate")
+        if not take:
+            return Admission("refused")
+        wait = self.limiter.acquire(limits) if limits else 0.0
+        if wait:
+            return Admission("rate_limited", wait)
+        self.claims.remember(claims)
+        return Admission("accepted")
+
+    async def write_slot(self, *, urgent: bool = False) -> float:
+        return self.pacer.reserve(urgent=urgent)
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass

@@ -1,0 +1,188 @@
+"""Shared state on Redis: every instance agrees on claims, limits and Stream's write pacing.
+
+Each decision is one Lua script (admit.lua, write_slot.lua): one round trip, atomic, timed
+by Redis's own clock. A Redis call in the webhook's ack gets ``timeout`` (default 50 ms)
+in all: redis-py's own retries would turn a hung Redis into seconds (its ``from_url``
+client, used here, makes none). When Redis fails or is slow, this instance decides with
+its own ``LocalState`` instead: the ack still answers in time, limits become per instance
+and a command delivered to two instances may be answered by both, until Redis is back.
+A circuit breaker stops trying for a few seconds after repeated failures, so a hung
+Redis costs one deadline, not one per command. An outage is logged once, when it starts,
+and once when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from importlib.resources import files
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from urllib.parse import urlsplit
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from slashbots.capacity import MAX_BACKLOG
+from slashbots.metrics import Metrics
+from slashbots.ratelimit import Rate
+from slashbots.shared import CLAIM_TTL, Admission
+from slashbots.shared.local import LocalState
+
+log = logging.getLogger("slashbots.redis")
+
+T = TypeVar("T")
+URGENT_FLUSH_EVERY = 0.1  # seconds: first and final texts are counted in batches, not one round trip each
+BACKGROUND_TIMEOUT = 0.5  # seconds for Redis calls off the ack path
+
+
+class Unavailable(Exception):
+    """Redis did not answer in time, or the breaker is open: decide locally."""
+
+
+class Breaker:
+    """Opens after ``threshold`` failures in a row; for ``cooldown`` seconds no call is tried, then one is."""
+
+    def __init__(self, threshold: int = 3, cooldown: float = 3.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self.clock = clock
+        self.failures = 0
+        self.open_until = 0.0
+        self.down_since: float | None = None  # set while an outage is being reported
+
+    @property
+    def allows(self) -> bool:
+        return self.failures < self.threshold or self.clock() >= self.open_until
+
+    def failed(self) -> bool:
+        """Count a failure; True when this one opened the breaker (an outage begins)."""
+        self.failures += 1
+        if self.failures >= self.threshold:
+            self.open_until = self.clock() + self.cooldown
+            if self.down_since is None:
+                self.down_since = self.clock()
+                return True
+        return False
+
+    def succeeded(self) -> float | None:
+        """Count a success; the outage's length in seconds when this one ended it."""
+        self.failures = 0
+        if self.down_since is None:
+            return None
+        down, self.down_since = self.clock() - self.down_since, None
+        return down
+
+
+def redacted(url: str) -> str:
+    """The Redis URL without its password (it never goes into a log line)."""
+    parts = urlsplit(url)
+    host = f"{parts.hostname}:{parts.port or 6379}" if parts.hostname else parts.path
+    return f"{parts.scheme}://{host}{parts.path if parts.hostname else ''}"
+
+
+class RedisState:
+    def __init__(self, url: str, *, prefix: str, writes_per_second: float, timeout: float,
+                 metrics: Metrics | None = None) -> None:
+        self.url = url
+        self.where = redacted(url)
+        self.prefix = prefix
+        self.timeout = timeout
+        self.metrics = metrics
+        self.local = LocalState(writes_per_second)
+        self.breaker = Breaker()
+        # No retries (from_url makes none): each call has its own deadline, and a retried
+        # script could charge a limit twice. Short socket timeouts bound calls made without one.
+        self.client = redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0, health_check_interval=0)
+        scripts = files("slashbots.shared")
+        self._admit = self.client.register_script(scripts.joinpath("admit.lua").read_text())
+        self._write_slot = self.client.register_script(scripts.joinpath("write_slot.lua").read_text())
+        self._interval_ms = max(round(1000 / writes_per_second), 1)
+        self._burst_ms = round(self.local.pacer.burst * 1000)
+        self._urgent = 0  # urgent update slots taken since the last flush
+        self._flusher: asyncio.Task[None] | None = None
+        if metrics is not None:
+            metrics.redis_up.set(1)
+
+    async def start(self) -> None:
+        self._flusher = asyncio.create_task(self._flush_urgent(), name="redis urgent writes")
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        await self.client.aclose()
+
+    # -- decisions ------------------------------------------------------------------------------
+
+    async def admit(self, claims: Sequence[str], limits: Sequence[tuple[str, Rate]], *, take: bool = True) -> Admission:
+        keys = [self.prefix + "claim:" + claim for claim in claims] + [self.prefix + "limit:" + key for key, _ in limits]
+        args: list[Any] = [round(CLAIM_TTL * 1000), 1 if take else 0, len(claims)]
+        for _, rate in limits:
+            interval = rate.period / rate.count
+            args += [round(interval * 1000), round((rate.period - interval) * 1000)]
+        try:
+            outcome, wait_ms = await self._call("admit", lambda: self._admit(keys=keys, args=args), self.timeout)
+        except Unavailable:
+            decided = self.local.admit_now(claims, limits, take=take)
+            return Admission(decided.outcome, decided.wait, shared=False)
+        outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
+        return Admission(outcome, int(wait_ms) / 1000)
+
+    async def write_slot(self, *, urgent: bool = False) -> float:
+        if urgent:
+            self._urgent += 1  # counted against the budget by the next flush
+            return 0.0
+        try:
+            wait_ms = await self._call("write_slot", lambda: self._reserve(urgent=False, count=1), BACKGROUND_TIMEOUT)
+        except Unavailable:
+            return self.local.pacer.reserve()
+        return int(wait_ms) / 1000
+
+    def _reserve(self, *, urgent: bool, count: int) -> Awaitable[Any]:
+        return self._write_slot(keys=[self.prefix + "stream-updates"],
+                                args=[self._interval_ms, self._burst_ms, 1 if urgent else 0, count,
+                                      round(MAX_BACKLOG * 1000)])
+
+    async def _flush_urgent(self) -> None:
+        while True:
+            await asyncio.sleep(URGENT_FLUSH_EVERY)
+            count, self._urgent = self._urgent, 0
+            if not count:
+                continue
+            try:
+                await self._call("write_slot", lambda: self._reserve(urgent=True, count=count), BACKGROUND_TIMEOUT)
+            except Unavailable:
+                self.local.pacer.reserve(urgent=True, count=count)
+
+    # -- every call -----------------------------------------------------------------------------
+
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]], deadline: float) -> T:
+        """One Redis call within ``deadline`` seconds, or Unavailable (counted, and logged once per outage)."""
+        if not self.breaker.allows:
+            self._count_local(operation)
+            raise Unavailable
+        try:
+            async with asyncio.timeout(deadline):
+                result = await call()
+        except (RedisError, OSError, TimeoutError) as exc:
+            if self.metrics is not None:
+                self.metrics.redis_failures.labels(operation).inc()
+            if self.breaker.failed():
+                if self.metrics is not None:
+                    self.metrics.redis_up.set(0)
+                reason = "no answer within the deadline" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+                log.warning("Redis at %s is unreachable (%s): each instance decides alone until it is back, so a "
+                            "command delivered to two instances may be answered twice and limits count per instance",
+                            self.where, reason)
+            self._count_local(operation)
+            raise Unavailable from None
+        down = self.breaker.succeeded()
+        if down is not None:
+            if self.metrics is not None:
+                self.metrics.redis_up.set(1)
+            log.warning("Redis at %s is back after %.1fs: state is shared again", self.where, down)
+        return result
+
+    def _count_local(self, operation: str) -> None:
+        if self.metrics is not None:
+            self.metrics.local_decisions.labels(operation).inc()
