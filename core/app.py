@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import contextlib
 import logging
 import os
@@ -30,6 +31,7 @@ log = logging.getLogger("slashbots")
 # deadline get ENDING_GRACE to write their "interrupted" note, then closing gets the rest.
 SHUTDOWN_OVERRUN = 5.0
 ENDING_GRACE = 2.5
+SYNC_WAIT = 15.0  # seconds an instance waits for another that is syncing the same config
 
 
 class StartupError(Exception):
@@ -106,6 +108,10 @@ def create_app(
     async def keep_syncing(app: Starlette) -> None:
         """Sync with Stream, retrying while it is unreachable; a refusal (bad key, ...) stops the server."""
         delay = 1.0
+        # Instances starting together take turns: one syncs, the rest wait for it, then find
+        # (with reads only) that Stream already matches. Same config, same turn.
+        turn = "sync:" + hashlib.sha256(repr((config.bots, handler_url)).encode()).hexdigest()[:16]
+        await shared.first_of_many(turn, wait=SYNC_WAIT)
         while True:
             try:
                 plan = await sync_bots(gateway, config, handler_url)
@@ -119,6 +125,7 @@ def create_app(
             except SyncRefused as exc:
                 fatal = f"not syncing with Stream: {exc}"
             else:
+                await shared.done(turn)
                 replies.max_message_length.update(plan.max_message_length)
                 app.state.ready = True
                 return

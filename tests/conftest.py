@@ -33,6 +33,8 @@ from slashbots.testing import (  # noqa: F401
     wait_until_ready,
 )
 
+from tests.support.redis_server import RedisServer, require_redis_server  # noqa: E402
+
 ECHO_BOT = """\
   - command: echo
     description: Repeats what you say
@@ -41,6 +43,18 @@ ECHO_BOT = """\
     channel_types: [messaging]
     identity: {id: echo-bot, name: Echo bot, image: https://example.com/echo.png}
 """
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server for the test; skipped, with the reason, where redis-server is missing."""
+    server = RedisServer(require_redis_server(), tmp_path).start()
+    try:
+        yield server
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.resume()  # a test may end with it paused; SIGTERM must reach a running process
+        server.stop()
 
 
 @pytest.fixture

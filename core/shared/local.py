@@ -33,6 +33,12 @@ class LocalState:
     async def write_slot(self, *, urgent: bool = False) -> float:
         return self.pacer.reserve(urgent=urgent)
 
+    async def first_of_many(self, key: str, wait: float) -> bool:
+        return True  # one process: nobody to wait for
+
+    async def done(self, key: str) -> None:
+        pass
+
     async def start(self) -> None:
         pass
 

@@ -154,6 +154,32 @@ class RedisState:
             except Unavailable:
                 self.local.pacer.reserve(urgent=True, count=count)
 
+    # -- start-up ----------------------------------------------------------------------------------
+
+    async def first_of_many(self, key: str, wait: float) -> bool:
+        lead, finished = self.prefix + "lead:" + key, self.prefix + "done:" + key
+        try:
+            if await self._call("lead", lambda: self.client.set(lead, "1", nx=True, px=round(wait * 2000)),
+                                BACKGROUND_TIMEOUT):
+                return True
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if await self._call("lead", lambda: self.client.exists(finished), BACKGROUND_TIMEOUT):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                log.warning("the instance syncing with Stream did not finish within %.0fs; syncing here too", wait)
+        except Unavailable:
+            pass  # without Redis, every instance syncs for itself (sync is safe to race)
+        return False
+
+    async def done(self, key: str) -> None:
+        try:
+            await self._call("lead", lambda: self.client.set(self.prefix + "done:" + key, "1", px=60_000),
+                             BACKGROUND_TIMEOUT)
+        except Unavailable:
+            pass
+
     # -- every call -----------------------------------------------------------------------------
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]], deadline: float) -> T:

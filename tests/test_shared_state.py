@@ -1,0 +1,132 @@
+"""Shared state on a real redis-server: two RedisStates stand for two instances of the server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import pytest
+
+from slashbots.metrics import Metrics
+from slashbots.ratelimit import Rate
+from slashbots.shared.local import LocalState
+from slashbots.shared.redis_state import RedisState, redacted
+
+FIVE_A_MINUTE = [("echo:user:alice", Rate.parse("5/minute"))]
+
+
+@asynccontextmanager
+async def instances(url: str, count: int = 2, timeout: float = 0.05) -> AsyncIterator[list[RedisState]]:
+    states = [RedisState(url, prefix="slashbots:test-app:", writes_per_second=10, timeout=timeout, metrics=Metrics())
+              for _ in range(count)]
+    for state in states:
+        await state.start()
+    try:
+        yield states
+    finally:
+        for state in states:
+            await state.close()
+
+
+async def test_a_command_is_claimed_once_across_instances(redis_server) -> None:
+    async with instances(redis_server.url) as (a, b):
+        first = await a.admit(["message:m1", "webhook:w1"], [])
+        again_elsewhere = await b.admit(["message:m1", "webhook:w2"], [])  # the same message, another delivery
+        replayed = await b.admit(["message:m2", "webhook:w1"], [])  # the same webhook id
+        other = await b.admit(["message:m3", "webhook:w3"], [])
+    assert [first.outcome, again_elsewhere.outcome, replayed.outcome, other.outcome] == [
+        "accepted", "duplicate", "duplicate", "accepted"]
+    ttl = redis_server.client().pttl("slashbots:test-app:claim:message:m1")
+    assert 590_000 < ttl <= 600_000  # remembered for ten minutes, as in one process
+
+
+async def test_a_refused_command_is_not_claimed_and_charges_nothing(redis_server) -> None:
+    async with instances(redis_server.url) as (a, b):
+        assert (await a.admit(["message:m1"], FIVE_A_MINUTE, take=False)).outcome == "refused"
+        assert (await b.admit(["message:m1"], FIVE_A_MINUTE)).outcome == "accepted"
+    assert redis_server.client().exists("slashbots:test-app:limit:echo:user:alice") == 1
+
+
+async def test_one_limit_across_instances(redis_server) -> None:
+    async with instances(redis_server.url, count=3) as states:
+        outcomes = [await states[n % 3].admit([f"message:{n}"], FIVE_A_MINUTE) for n in range(9)]
+    assert [o.outcome for o in outcomes] == ["accepted"] * 5 + ["rate_limited"] * 4
+    assert 11.0 < outcomes[5].wait <= 12.0  # one command every 12 s, on Redis's clock
+    assert all(o.shared for o in outcomes)
+
+
+async def test_the_write_budget_is_paced_across_instances(redis_server) -> None:
+    async with instances(redis_server.url) as (a, b):
+        waits = [await (a if n % 2 else b).write_slot() for n in range(14)]
+    # 10 a second after a burst of one second's worth (11 slots), whichever instance asks.
+    assert waits[:11] == [0.0] * 11
+    assert waits[11:] == pytest.approx([0.1, 0.2, 0.3], abs=0.03)
+
+
+async def test_redis_down_the_ack_decides_locally_in_time_and_logs_once(redis_server, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="slashbots.redis")
+    async with instances(redis_server.url, count=1) as (state,):
+        assert (await state.admit(["message:before"], [])).outcome == "accepted"
+        redis_server.stop()
+        started = time.monotonic()
+        outcomes = [await state.admit([f"message:{n}"], FIVE_A_MINUTE) for n in range(8)]
+        took = time.monotonic() - started
+        assert [o.outcome for o in outcomes] == ["accepted"] * 5 + ["rate_limited"] * 3  # this instance's own limit
+        assert not any(o.shared for o in outcomes)
+        assert (await state.admit(["message:3"], [])).outcome == "duplicate"  # dedupe goes on, locally
+        assert took < 8 * 0.05 * 2  # within the deadline each, and refused at once once the breaker is open
+        outage = [r.getMessage() for r in caplog.records]
+        assert len(outage) == 1 and "is unreachable" in outage[0] and "each instance decides alone" in outage[0]
+
+        redis_server.start()  # empty, as after a restart without persistence
+        state.breaker.open_until = 0  # skip the breaker's cool-down rather than wait it out
+        assert (await state.admit(["message:after"], [])).outcome == "accepted"
+        assert state.metrics.redis_up._value.get() == 1
+        back = [r.getMessage() for r in caplog.records][1:]
+        assert len(back) == 1 and "is back after" in back[0] and "state is shared again" in back[0]
+        assert redis_server.client().exists("slashbots:test-app:claim:message:after") == 1
+
+
+async def test_a_hung_redis_costs_one_deadline_then_none(redis_server) -> None:
+    async with instances(redis_server.url, count=1, timeout=0.05) as (state,):
+        await state.admit(["message:warm"], [])
+        redis_server.pause()
+        try:
+            times = []
+            for n in range(6):
+                started = time.monotonic()
+                assert (await state.admit([f"message:{n}"], [])).outcome == "accepted"
+                times.append(time.monotonic() - started)
+        finally:
+            redis_server.resume()
+    # Three calls wait out the 50 ms deadline (the breaker's threshold); then it is open and costs nothing.
+    assert all(t >= 0.04 for t in times[:3]), times
+    assert all(t < 0.02 for t in times[3:]), times
+    assert state.metrics.local_decisions.labels("admit")._value.get() == 6
+
+
+async def test_local_state_keeps_the_same_contract() -> None:
+    state = LocalState(writes_per_second=10)
+    assert (await state.admit(["message:1"], FIVE_A_MINUTE, take=False)).outcome == "refused"
+    assert [(await state.admit([f"message:{n}"], FIVE_A_MINUTE)).outcome for n in range(6)] == (
+        ["accepted"] * 5 + ["rate_limited"])
+    assert (await state.admit(["message:0"], [])).outcome == "duplicate"
+    assert await state.first_of_many("sync", wait=1) is True
+
+
+async def test_one_instance_syncs_while_the_others_wait(redis_server) -> None:
+    async with instances(redis_server.url, count=3) as (a, b, c):
+        assert await a.first_of_many("sync:abc", wait=5) is True
+        waiting = [asyncio.create_task(x.first_of_many("sync:abc", wait=5)) for x in (b, c)]
+        await asyncio.sleep(0)
+        assert not any(task.done() for task in waiting)  # they wait for the leader ...
+        await a.done("sync:abc")
+        assert await asyncio.gather(*waiting) == [False, False]  # ... and go on once it is done
+
+
+def test_the_redis_url_never_shows_its_password() -> None:
+    assert redacted("redis://:s3cret@redis.internal:6380/2") == "redis://redis.internal:6380/2"
+    assert "s3cret" not in redacted("rediss://user:s3cret@redis.internal/0")
