@@ -5,19 +5,41 @@
   Redis is away it decides with a ``LocalState`` of its own, so the webhook keeps answering.
 
 What lives here: which commands were already taken (dedupe), the ``rate_limit`` budgets,
-and the pacing of Stream message updates, which Stream counts per app, not per instance.
+the pacing of Stream message updates (which Stream counts per app, not per instance), and,
+with Redis, the reply jobs themselves, each leased to the instance running it, so that a
+reply whose instance dies is claimed and run again by another (slashbots/leases.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol, Sequence
+from typing import Collection, Literal, Protocol, Sequence
 
 from slashbots.ratelimit import Rate
 
 CLAIM_TTL = 600.0  # seconds a command's ids are remembered: Stream retries within seconds
+JOB_TTL = 3600.0  # seconds a reply job is kept at most, whatever becomes of it
 
 Outcome = Literal["accepted", "duplicate", "refused", "rate_limited"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A reply job as stored, so that another instance can run it again: ``payload`` rebuilds its request."""
+
+    id: str
+    payload: str
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A job claimed from an instance that died or handed it back."""
+
+    id: str
+    payload: str
+    attempt: int  # 2 for its first rerun
+    messages: int  # reply messages earlier runs posted
+    stopped: bool  # stopped by a user: end it, never run it again
 
 
 @dataclass(frozen=True)
@@ -30,11 +52,39 @@ class Admission:
 
 
 class SharedState(Protocol):
-    async def admit(self, claims: Sequence[str], limits: Sequence[tuple[str, Rate]], *, take: bool = True) -> Admission:
+    durable: bool  # replies survive this instance (leases below); False: they live and die with it
+    owner: str  # this instance, as the owner of leases
+
+    async def admit(self, claims: Sequence[str], limits: Sequence[tuple[str, Rate]], *, take: bool = True,
+                    job: Job | None = None) -> Admission:
         """Claim a command, atomically: ``duplicate`` if any of ``claims`` was claimed before; else,
         unless ``take`` is False (the caller turns it away for reasons of its own: ``refused``),
         charge every ``(key, rate)`` limit and claim it (``accepted``), or charge nothing
-        (``rate_limited``)."""
+        (``rate_limited``). An accepted ``job`` is recorded, leased to this instance."""
+        ...
+
+    async def renew(self, job_ids: Collection[str]) -> set[str]:
+        """Extend this instance's leases; returns the ids it no longer holds (taken over, or stopped)."""
+        ...
+
+    async def claim_orphans(self, most: int) -> list[Orphan]:
+        """Take over up to ``most`` jobs whose lease has lapsed."""
+        ...
+
+    async def owns(self, job_id: str) -> bool | None:
+        """Whether this instance still holds the job (None: cannot tell, Redis is away)."""
+        ...
+
+    async def note_messages(self, job_id: str, count: int) -> None:
+        """The reply now spans ``count`` messages (a shorter rerun removes the rest)."""
+        ...
+
+    async def finish(self, job_id: str) -> None:
+        """The final text has landed: forget the job."""
+        ...
+
+    async def release(self, job_ids: Collection[str]) -> None:
+        """Hand jobs back (shutting down): their leases lapse at once, for another instance to claim."""
         ...
 
     async def write_slot(self, *, urgent: bool = False) -> float:

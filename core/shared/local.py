@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Collection, Sequence
 
 from slashbots.capacity import Pacer
 from slashbots.dedupe import RecentKeys
 from slashbots.ratelimit import Rate, RateLimiter
-from slashbots.shared import CLAIM_TTL, Admission
+from slashbots.shared import CLAIM_TTL, Admission, Job, Orphan
 
 
 class LocalState:
+    """Replies are not durable here: they live and die with this process, so the job calls do nothing."""
+
+    durable = False
+    owner = "this process"
+
     def __init__(self, writes_per_second: float) -> None:
         self.claims = RecentKeys(ttl=CLAIM_TTL)
         self.limiter = RateLimiter()
         self.pacer = Pacer(writes_per_second)
 
-    async def admit(self, claims: Sequence[str], limits: Sequence[tuple[str, Rate]], *, take: bool = True) -> Admission:
+    async def admit(self, claims: Sequence[str], limits: Sequence[tuple[str, Rate]], *, take: bool = True,
+                    job: Job | None = None) -> Admission:
         return self.admit_now(claims, limits, take=take)
 
     def admit_now(self, claims: Sequence[str], limits: Sequence[tuple[str, Rate]], *, take: bool = True) -> Admission:
@@ -32,6 +38,24 @@ class LocalState:
 
     async def write_slot(self, *, urgent: bool = False) -> float:
         return self.pacer.reserve(urgent=urgent)
+
+    async def renew(self, job_ids: Collection[str]) -> set[str]:
+        return set()
+
+    async def claim_orphans(self, most: int) -> list[Orphan]:
+        return []
+
+    async def owns(self, job_id: str) -> bool | None:
+        return True
+
+    async def note_messages(self, job_id: str, count: int) -> None:
+        pass
+
+    async def finish(self, job_id: str) -> None:
+        pass
+
+    async def release(self, job_ids: Collection[str]) -> None:
+        pass
 
     async def first_of_many(self, key: str, wait: float) -> bool:
         return True  # one process: nobody to wait for

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 import time
 from importlib.resources import files
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Collection, Sequence, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as redis
@@ -26,7 +29,7 @@ from redis.exceptions import RedisError
 from slashbots.capacity import MAX_BACKLOG
 from slashbots.metrics import Metrics
 from slashbots.ratelimit import Rate
-from slashbots.shared import CLAIM_TTL, Admission
+from slashbots.shared import CLAIM_TTL, JOB_TTL, Admission, Job, Orphan
 from slashbots.shared.local import LocalState
 
 log = logging.getLogger("slashbots.redis")
@@ -82,8 +85,12 @@ def redacted(url: str) -> str:
 
 
 class RedisState:
-    def __init__(self, url: str, *, prefix: str, writes_per_second: float, timeout: float,
+    durable = True
+
+    def __init__(self, url: str, *, prefix: str, writes_per_second: float, timeout: float, lease: float = 5.0,
                  metrics: Metrics | None = None) -> None:
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.lease_ms = round(lease * 1000)
         self.url = url
         self.where = redacted(url)
         self.prefix = prefix
@@ -97,6 +104,9 @@ class RedisState:
         scripts = files("slashbots.shared")
         self._admit = self.client.register_script(scripts.joinpath("admit.lua").read_text())
         self._write_slot = self.client.register_script(scripts.joinpath("write_slot.lua").read_text())
+        self._renew, self._claim, self._finish, self._release = (
+            self.client.register_script(scripts.joinpath(f"{name}.lua").read_text())
+            for name in ("renew", "claim", "finish", "release"))
         self._interval_ms = max(round(1000 / writes_per_second), 1)
         self._burst_ms = round(self.local.pacer.burst * 1000)
         self._urgent = 0  # urgent update slots taken since the last flush
@@ -114,12 +124,16 @@ class RedisState:
 
     # -- decisions ------------------------------------------------------------------------------
 
-    async def admit(self, claims: Sequence[str], limits: Sequence[tuple[str, Rate]], *, take: bool = True) -> Admission:
+    async def admit(self, claims: Sequence[str], limits: Sequence[tuple[str, Rate]], *, take: bool = True,
+                    job: Job | None = None) -> Admission:
         keys = [self.prefix + "claim:" + claim for claim in claims] + [self.prefix + "limit:" + key for key, _ in limits]
-        args: list[Any] = [round(CLAIM_TTL * 1000), 1 if take else 0, len(claims)]
+        args: list[Any] = [round(CLAIM_TTL * 1000), 1 if take else 0, len(claims), len(limits)]
         for _, rate in limits:
             interval = rate.period / rate.count
             args += [round(interval * 1000), round((rate.period - interval) * 1000)]
+        if job is not None:
+            keys += [self._job_key(job.id), self._leases]
+            args += [job.id, job.payload, self.owner, self.lease_ms, round(JOB_TTL * 1000)]
         try:
             outcome, wait_ms = await self._call("admit", lambda: self._admit(keys=keys, args=args), self.timeout)
         except Unavailable:
@@ -153,6 +167,68 @@ class RedisState:
                 await self._call("write_slot", lambda: self._reserve(urgent=True, count=count), BACKGROUND_TIMEOUT)
             except Unavailable:
                 self.local.pacer.reserve(urgent=True, count=count)
+
+    # -- reply jobs and their leases -----------------------------------------------------------------
+
+    @property
+    def _leases(self) -> str:
+        return self.prefix + "leases"
+
+    def _job_key(self, job_id: str) -> str:
+        return self.prefix + "job:" + job_id
+
+    async def renew(self, job_ids: Collection[str]) -> set[str]:
+        if not job_ids:
+            return set()
+        ids = list(job_ids)
+        keys = [self._leases, *map(self._job_key, ids)]
+        try:
+            lost = await self._call("renew", lambda: self._renew(keys=keys, args=[self.owner, self.lease_ms, *ids]),
+                                    BACKGROUND_TIMEOUT)
+        except Unavailable:
+            return set()  # cannot tell: keep running (a lease cannot be checked while Redis is away)
+        return {item.decode() for item in lost}
+
+    async def claim_orphans(self, most: int) -> list[Orphan]:
+        try:
+            claimed = await self._call("claim", lambda: self._claim(
+                keys=[self._leases], args=[self.owner, self.lease_ms, most, self.prefix + "job:"]), BACKGROUND_TIMEOUT)
+        except Unavailable:
+            return []
+        return [Orphan(id=item[0].decode(), payload=item[1].decode(), attempt=int(item[2]), messages=int(item[3]),
+                       stopped=bool(int(item[4]))) for item in claimed]
+
+    async def owns(self, job_id: str) -> bool | None:
+        try:
+            owner, stopped = await self._call("owns", lambda: self.client.hmget(self._job_key(job_id), "owner", "stopped"),
+                                              BACKGROUND_TIMEOUT)
+        except Unavailable:
+            return None
+        return owner == self.owner.encode() and stopped != b"1"
+
+    async def note_messages(self, job_id: str, count: int) -> None:
+        try:
+            await self._call("note_messages", lambda: self.client.hset(self._job_key(job_id), "messages", count),
+                             BACKGROUND_TIMEOUT)
+        except Unavailable:
+            pass  # a rerun may then leave a continuation message behind; the answer itself is whole
+
+    async def finish(self, job_id: str) -> None:
+        try:
+            await self._call("finish", lambda: self._finish(keys=[self._job_key(job_id), self._leases],
+                                                            args=[self.owner, job_id]), BACKGROUND_TIMEOUT)
+        except Unavailable:
+            pass  # left leased: once the lease lapses another instance finds it done (see replies.py)
+
+    async def release(self, job_ids: Collection[str]) -> None:
+        if not job_ids:
+            return
+        ids = list(job_ids)
+        try:
+            await self._call("release", lambda: self._release(keys=[self._leases, *map(self._job_key, ids)],
+                                                              args=[self.owner, *ids]), BACKGROUND_TIMEOUT)
+        except Unavailable:
+            pass  # the leases lapse on their own, within reply_lease_seconds
 
     # -- start-up ----------------------------------------------------------------------------------
 
