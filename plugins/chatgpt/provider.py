@@ -8,9 +8,10 @@ import logging
 from typing import Any, AsyncIterator, Mapping
 
 from slashbots import CommandRequest, Refusal
+from slashbots.plugins.chatgpt.failures import APIFailure
 from slashbots.plugins.chatgpt.memory import as_messages, history_limit, recent_exchanges
 from slashbots.plugins.chatgpt.moderation import refusal_text
-from slashbots.plugins.chatgpt.openai_api import APIFailure, OpenAIClient
+from slashbots.plugins.chatgpt.openai_api import OpenAIClient
 from slashbots.plugins.chatgpt.options import Settings, parse_options
 
 log = logging.getLogger("slashbots.chatgpt")
