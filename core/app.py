@@ -19,6 +19,7 @@ from slashbots.plugin_manager import PluginManager, build_providers, close_provi
 from slashbots.replies import Replies
 from slashbots.stream import StreamError, StreamGateway, describe_error
 from slashbots.sync import handler_url_for, sync_bots
+from slashbots.tools import bot_tools
 from slashbots.webhook import WebhookEndpoint
 
 log = logging.getLogger("slashbots")
@@ -45,6 +46,7 @@ def create_app(
             "set STREAM_API_KEY and STREAM_API_SECRET (see the README)"
         )
     pm = pm or plugin_manager(config)
+    tools = bot_tools(config, pm)
     providers = build_providers(config, pm)
     metrics = Metrics()
     gateway = StreamGateway(config.stream.api_key, config.stream.api_secret, base_url=stream_url, metrics=metrics)
@@ -54,6 +56,7 @@ def create_app(
         max_lag=config.server.max_loop_lag_ms / 1000,
         writes_per_second=config.server.stream_writes_per_second,
         metrics=metrics,
+        tools=tools,
     )
     webhook = WebhookEndpoint(
         config.stream.api_key,

@@ -22,7 +22,7 @@ from slashbots.provider import Provider, ProviderFactory
 
 log = logging.getLogger("slashbots.plugins")
 
-BUILTIN_PLUGINS = ("slashbots.plugins.echo", "slashbots.plugins.chatgpt")
+BUILTIN_PLUGINS = ("slashbots.plugins.echo", "slashbots.plugins.chatgpt", "slashbots.plugins.tools")
 ENTRY_POINT_GROUP = "slashbots"
 
 
