@@ -27,7 +27,7 @@ from typing import Any, AsyncIterator, Mapping
 import httpx
 
 from slashbots.plugins.chatgpt import wording
-from slashbots.plugins.chatgpt.completions import CompletionStream, StreamErrorEvent
+from slashbots.plugins.chatgpt.completions import CompletionStream, StreamErrorEvent, Turn
 from slashbots.plugins.chatgpt.failures import RETRYABLE_STATUSES, APIFailure, ErrorBody
 from slashbots.plugins.chatgpt.options import Settings, is_openai_url
 from slashbots.plugins.chatgpt.sse import SSEParser
@@ -104,10 +104,15 @@ class OpenAIClient:
             await asyncio.sleep(delay)
             attempt += 1
 
-    async def stream_chat(self, messages: list[dict[str, str]]) -> AsyncIterator[str]:
-        """Stream the answer to ``messages`` as text pieces; failures raise ``APIFailure``/``Refusal``."""
+    async def stream_chat(self, messages: list[dict[str, Any]],
+                          tools: list[dict[str, Any]] | None = None) -> AsyncIterator[str | Turn]:
+        """Stream the answer to ``messages`` as text pieces, then one ``Turn``: the tool calls and usage.
+
+        ``tools`` are offered to the model (none: the request has no ``tools``). Failures
+        raise ``APIFailure``/``Refusal``.
+        """
         endpoint = self.chat
-        body = self._chat_body(messages)
+        body = self._chat_body(messages, tools)
         attempt = 0
         while True:
             shown = False  # whether any text of this attempt reached the user
@@ -123,9 +128,12 @@ class OpenAIClient:
                                 yield piece
                         if not stream.complete:
                             raise _StreamCutOff()
-                        note = self._finish(endpoint, stream, shown)
+                        calls = stream.tool_calls.calls()
+                        # With calls to make, the answer is still to come: no note on how this part ended.
+                        note = "" if calls else self._finish(endpoint, stream, shown)
                         if note:
                             yield note
+                        yield Turn(calls, stream.usage)
                         return
                     await response.aread()
                     delay = self._judge_status(endpoint, response, attempt)
@@ -136,7 +144,7 @@ class OpenAIClient:
             await asyncio.sleep(delay)
             attempt += 1
 
-    def _chat_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+    def _chat_body(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> dict[str, Any]:
         s = self.settings
         body: dict[str, Any] = {
             "model": s.model,
@@ -144,6 +152,10 @@ class OpenAIClient:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if tools:
+            # No ``strict``: OpenAI turns it off for parallel calls anyway, and our own check
+            # (pydantic, in slashbots.tool) validates every call's arguments.
+            body["tools"] = tools
         if s.temperature is not None:
             body["temperature"] = s.temperature
         if s.max_completion_tokens is not None:
@@ -186,6 +198,7 @@ class OpenAIClient:
         try:
             choice = payload["choices"][0]
             text = choice["message"].get("content") or ""
+            stream.tool_calls.add(choice["message"].get("tool_calls"))
         except (KeyError, IndexError, TypeError, AttributeError):
             log.warning("unexpected completion body: %.300s", self._redact(body.decode("utf-8", "replace")))
             raise wording.bad_response(endpoint.service) from None

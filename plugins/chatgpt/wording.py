@@ -1,4 +1,4 @@
-"""What a chat user is told when a call to the model fails or an answer ends early.
+"""What a chat user is told when a call to the model fails or an answer ends early or incomplete.
 
 Plain words, naming the service as the user knows it ("OpenAI", "Azure OpenAI", "the model
 server") and saying who can fix what: the asker (try again, ask something shorter) or
@@ -171,6 +171,14 @@ def content_filter_refusal(service: str, shown: bool) -> Refusal:
         f"The rest of this answer was withheld by {service}'s content filter."
         if shown
         else f"{capital(service)}'s content filter withheld this answer."
+    )
+
+
+def out_of_tool_rounds(rounds: int) -> str:
+    """Added when the model still wanted tools after ``max_tool_rounds`` rounds and had to answer without."""
+    return (
+        f"\n\n_(The bot stopped using tools after {rounds} round{'s' if rounds != 1 else ''} of calls, "
+        "so this answer rests on what it had found by then.)_"
     )
 
 
