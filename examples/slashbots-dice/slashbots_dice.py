@@ -31,16 +31,16 @@ class Dice:
         yield roll(count, sides, bonus)
 
 
+@hookimpl
+def register_providers(register):
+    register("dice", Dice)
+
+
 async def roll_dice(sides: int = 6, count: int = 1) -> str:
     """Roll `count` dice with `sides` sides each. Returns the total, then each die in brackets."""
     if not (1 <= count <= 10 and 1 <= sides <= MAX_SIDES):
         raise ToolError(f"roll_dice rolls 1 to 10 dice of 1 to {MAX_SIDES} sides")
     return roll(count, sides)
-
-
-@hookimpl
-def register_providers(register):
-    register("dice", Dice)
 
 
 @hookimpl
