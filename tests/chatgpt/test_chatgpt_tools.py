@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any, Literal
 
 import pytest
@@ -206,6 +207,16 @@ async def test_a_stream_that_breaks_during_the_calls_is_retried_before_anything_
     standin.chats.append(Stream(["Done."]))
     _, exc = await answer(make_provider(max_retries=1), command("go", tools=[once]))
     assert exc is None and ran == [1]
+
+
+async def test_token_usage_adds_up_over_the_rounds(
+        standin: OpenAIStandIn, make_provider, caplog: pytest.LogCaptureFixture) -> None:
+    standin.chats.append(tool_stream(Call("current_time", "{}")))  # 14 prompt tokens, 1 completion token
+    standin.chats.append(Stream(["It ", "is ", "noon."]))  # 14 and 3
+    with caplog.at_level(logging.DEBUG, logger="slashbots.chatgpt"):
+        await answer(make_provider(), command("time?", tools=[current_time]))
+    assert ("/gpt: 2 completion(s), 1 round(s) of tool calls, usage "
+            "{'prompt_tokens': 28, 'completion_tokens': 4, 'total_tokens': 32}") in caplog.text
 
 
 async def test_stopping_the_reply_cancels_the_running_tool(standin: OpenAIStandIn, make_provider) -> None:

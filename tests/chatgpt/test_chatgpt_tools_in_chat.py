@@ -76,6 +76,18 @@ async def test_without_the_lines_the_indicator_still_shows_tools_at_work(
     assert await bots.command("/gpt look it up") == "Found it."
 
 
+async def test_a_bot_without_tools_never_offers_any(
+        slashbots: Slashbots, standin: OpenAIStandIn, standin_url: str) -> None:
+    plain = {**gpt(standin_url, []), "command": "plain"}
+    del plain["tools"]
+    bots = slashbots.start([gpt(standin_url, ["current_time"]), plain])
+    await bots.command("/plain hello")
+    await bots.command("/gpt hello")
+    plain_body, gpt_body = standin.bodies("/chat/completions")
+    assert "tools" not in plain_body
+    assert [tool["function"]["name"] for tool in gpt_body["tools"]] == ["current_time"]
+
+
 async def test_tool_lines_count_toward_the_message_limit(
         slashbots: Slashbots, standin: OpenAIStandIn, standin_url: str) -> None:
     standin.chats.append(tool_stream(Call("current_time", "{}")))

@@ -254,7 +254,8 @@ def stream_events(reply: Stream) -> list[str]:
     if reply.finish_reason is not None:
         events.append(dump(chunk(reply.model, delta={}, finish_reason=reply.finish_reason)))
     if reply.usage:
-        usage = {"prompt_tokens": 14, "completion_tokens": len(reply.pieces), "total_tokens": 14 + len(reply.pieces)}
+        written = len(reply.pieces) + len(reply.tool_calls)  # a token a piece, and one a call
+        usage = {"prompt_tokens": 14, "completion_tokens": written, "total_tokens": 14 + written}
         events.append(dump(chunk(reply.model, usage=usage)))
     if reply.done:
         events.append("[DONE]")
