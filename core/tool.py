@@ -73,10 +73,12 @@ class Tool:
     description: str
     parameters: Mapping[str, Any]
     function: Callable[..., Any] = field(repr=False)
-    plugin: str = ""
-    _arguments: type[pydantic.BaseModel] = field(default=pydantic.BaseModel, repr=False)
-    _names: Mapping[str, str] = field(default_factory=dict, repr=False)  # pydantic field -> parameter
-    _request_parameter: str | None = field(default=None, repr=False)
+    plugin: str
+    # Made by from_function: the model that checks arguments, its fields' parameter names,
+    # and the parameter (if any) that takes the CommandRequest.
+    _arguments: type[pydantic.BaseModel] = field(repr=False)
+    _names: Mapping[str, str] = field(repr=False)
+    _request_parameter: str | None = field(repr=False)
 
     @classmethod
     def from_function(cls, function: Callable[..., Any], *, name: str | None = None, plugin: str = "") -> Tool:
