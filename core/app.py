@@ -18,6 +18,7 @@ from slashbots.shared import SharedState
 from slashbots.shared.local import LocalState
 from slashbots.stream import StreamError, StreamGateway, describe_error
 from slashbots.sync import SyncRefused, handler_url_for, sync_bots
+from slashbots.tools import bot_tools
 from slashbots.webhook import WebhookEndpoint
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -83,6 +84,7 @@ def create_app(
             "set STREAM_API_KEY and STREAM_API_SECRET (see the README)"
         )
     pm = pm or plugin_manager(config)
+    tools = bot_tools(config, pm)
     providers = build_providers(config, pm)
     metrics = Metrics()
     gateway = StreamGateway(config.stream.api_key, config.stream.api_secret, base_url=stream_url, metrics=metrics)
@@ -93,6 +95,7 @@ def create_app(
         max_lag=config.server.max_loop_lag_ms / 1000,
         pacing=shared,
         metrics=metrics,
+        tools=tools,
     )
     webhook = WebhookEndpoint(
         config.stream.api_key,

@@ -14,6 +14,7 @@ from slashbots.config import Config, ConfigError, load_config
 from slashbots.plugin_manager import PluginError, build_providers, close_providers, plugin_manager, providers
 from slashbots.stream import StreamError, StreamGateway, describe_error
 from slashbots.sync import SyncPlan, SyncRefused, handler_url_for, sync_bots
+from slashbots.tools import bot_tools, tools
 
 if TYPE_CHECKING:
     import uvicorn
@@ -38,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sync.add_argument("--prune", action="store_true",
                       help="also remove our commands (set 'slashbots') that bots.yaml no longer has")
 
-    listing = commands.add_parser("plugins", help="list loaded plugins, their hooks and providers")
+    listing = commands.add_parser("plugins", help="list loaded plugins, their hooks, providers and tools")
     _common_options(listing)
 
     args = parser.parse_args(argv)
@@ -63,7 +64,9 @@ def _load(args: argparse.Namespace) -> Config:
 
 def _check(args: argparse.Namespace) -> int:
     config = _load(args)
-    built = build_providers(config, plugin_manager(config))
+    pm = plugin_manager(config)
+    bot_tools(config, pm)
+    built = build_providers(config, pm)
     asyncio.run(close_providers(built))
     print(f"{config.source}: OK, {len(config.bots)} bot(s)")
     for bot in config.bots:
@@ -71,6 +74,8 @@ def _check(args: argparse.Namespace) -> int:
         print(f"      {bot.description}")
         print(f"      provider {bot.provider}, posts as {bot.identity.name} ({bot.identity.id}), "
               f"channel types {', '.join(bot.channel_types)}")
+        if bot.tools:
+            print(f"      tools {', '.join(bot.tools)}")
     if not config.stream.configured:
         print("note: no Stream API key and secret are set (STREAM_API_KEY, STREAM_API_SECRET)")
     return 0
@@ -78,8 +83,10 @@ def _check(args: argparse.Namespace) -> int:
 
 def _sync(args: argparse.Namespace) -> int:
     config = _load(args)
-    # A bot with a broken provider is not worth registering.
-    asyncio.run(close_providers(build_providers(config, plugin_manager(config))))
+    # A bot with a broken provider or tools is not worth registering.
+    pm = plugin_manager(config)
+    bot_tools(config, pm)
+    asyncio.run(close_providers(build_providers(config, pm)))
     if not config.stream.configured:
         print("error: set STREAM_API_KEY and STREAM_API_SECRET to sync with Stream", file=sys.stderr)
         return 2
@@ -103,6 +110,7 @@ def _plugins(args: argparse.Namespace) -> int:
     config = load_config(args.config) if os.path.exists(args.config) else None
     pm = plugin_manager(config)
     found = providers(pm)
+    installed = tools(pm)
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
         hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
         package = pm.packages.get(name, "built-in" if name.startswith("slashbots.plugins.") else "bots.yaml")
@@ -111,6 +119,9 @@ def _plugins(args: argparse.Namespace) -> int:
         names = sorted(entry.name for entry in found.values() if entry.plugin == name)
         if names:
             print(f"    providers: {', '.join(names)}")
+        names = sorted(tool.name for tool in installed.values() if tool.plugin == name)
+        if names:
+            print(f"    tools: {', '.join(names)}")
     return 0
 
 

@@ -63,6 +63,7 @@ class Bot:
     streaming: bool = True
     update_interval_ms: int = 250
     rate_limits: Mapping[str, Rate] = field(default_factory=lambda: MappingProxyType({}))  # scope -> rate
+    tools: tuple[str, ...] = ()  # names of the tools this bot's model may call
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,7 @@ class _Reader:
             value,
             path,
             required={"command", "description", "provider", "channel_types", "identity"},
-            optional={"args", "options", "streaming", "update_interval_ms", "rate_limit"},
+            optional={"args", "options", "streaming", "update_interval_ms", "rate_limit", "tools"},
         )
         command = self.string(entry["command"], f"{path}.command", pattern=COMMAND_NAME,
                               expected="a command name: lowercase letters, digits, '-' and '_', starting with a letter")
@@ -275,7 +276,18 @@ class _Reader:
             streaming=streaming,
             update_interval_ms=interval,
             rate_limits=self.rate_limits(entry.get("rate_limit", {}), f"{path}.rate_limit"),
+            tools=self.tools(entry.get("tools", []), f"{path}.tools"),
         )
+
+    def tools(self, value: Any, path: str) -> tuple[str, ...]:
+        names: list[str] = []
+        for i, item in enumerate(self.sequence(value, path)):
+            # Whether such a tool is installed is known once plugins are loaded (core/tools.py).
+            name = self.string(item, f"{path}[{i}]", expected="a tool name such as current_time")
+            if name in names:
+                raise self.fail(f"{path}[{i}]", f"'{name}' is already listed")
+            names.append(name)
+        return tuple(names)
 
     def rate_limits(self, value: Any, path: str) -> Mapping[str, Rate]:
         section = self.mapping(value, path, optional={"per_user", "per_channel", "per_bot"})

@@ -23,6 +23,11 @@ def register_providers(register: Callable[[str, ProviderFactory], None]) -> None
     """Register providers: ``register(name, factory)``, where ``factory(options)`` returns a provider."""
 
 
+@hookspec
+def register_tools(register: Callable[..., None]) -> None:
+    """Register tools that LLM bots may call: ``register(function)`` or ``register(function, name=...)``."""
+
+
 @hookspec(firstresult=True)
 def error_reply(request: CommandRequest, error: BaseException) -> str | None:
     """Return the text the user sees when a provider fails with ``error``, or None to leave it to others."""

@@ -23,7 +23,8 @@ from slashbots.provider import Provider, ProviderFactory
 
 log = logging.getLogger("slashbots.plugins")
 
-BUILTIN_PLUGINS = ("slashbots.plugins.default_error_reply", "slashbots.plugins.echo", "slashbots.plugins.chatgpt")
+BUILTIN_PLUGINS = ("slashbots.plugins.default_error_reply", "slashbots.plugins.echo", "slashbots.plugins.chatgpt",
+                   "slashbots.plugins.tools")
 ENTRY_POINT_GROUP = "slashbots"
 
 

@@ -2,7 +2,9 @@
 
 A provider answers one bot's commands. ``factory(options)`` builds it once at start-up from
 the bot's ``options:`` mapping; ``respond(request)`` is then called once per command and
-yields the answer as text pieces, which the relay streams into the channel.
+yields the answer as text pieces, which the relay streams into the channel, and ``ToolUse``
+notes while its model calls tools. A factory whose provider can call tools says so with
+``supports_tools = True``; only then may its bots list ``tools:`` in bots.yaml.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mappi
 
 if TYPE_CHECKING:
     from slashbots.config import Bot
+    from slashbots.tool import Tool
 
 
 class Refusal(Exception):
@@ -62,6 +65,8 @@ class CommandRequest:
 
     ``text`` is the whole message (``/gpt hi``), ``args`` what follows the command (``hi``).
     ``parent_id`` is set when the command was typed in a thread; the reply goes there too.
+    ``tools`` are the tools this bot's model may call (its ``tools:`` in bots.yaml), given per
+    request so that what is offered can one day depend on who asks.
     """
 
     command: str
@@ -75,6 +80,7 @@ class CommandRequest:
     parent_id: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     request_id: str = ""
+    tools: tuple[Tool, ...] = field(default=(), repr=False, compare=False)
     _history: Callable[[int], Awaitable[list[ChatMessage]]] = field(
         default=_no_history, repr=False, compare=False
     )
@@ -96,10 +102,24 @@ class CommandRequest:
         return await self._history(limit)
 
 
+@dataclass(frozen=True)
+class ToolUse:
+    """Yielded by a provider, between text pieces, as its model calls a tool.
+
+    The chat shows the work: the AI indicator reads ``AI_STATE_EXTERNAL_SOURCES`` until the
+    next text, and, if ``show``, the answer gets a line ``🔧 name(arguments)`` where the call
+    happened. ``arguments`` are the model's, as a mapping or as the JSON text it sent.
+    """
+
+    name: str
+    arguments: Mapping[str, Any] | str = ""
+    show: bool = True
+
+
 class Provider(Protocol):
     """Anything with an async-iterator ``respond``; ``aclose`` is optional."""
 
-    def respond(self, request: CommandRequest) -> AsyncIterator[str]: ...
+    def respond(self, request: CommandRequest) -> AsyncIterator[str | ToolUse]: ...
 
 
 ProviderFactory = Callable[[dict[str, Any]], Provider]

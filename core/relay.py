@@ -5,7 +5,8 @@ latest text always wins: pieces that arrive while a write is under way are coale
 into the next one. Writes are spaced ``interval`` apart, but the first text goes out as
 soon as it arrives. Text past Stream's message length continues in a new message, cut at
 a paragraph, sentence or word. Indicator events go through their own queue, best-effort,
-so a slow or failing event never holds up text.
+so a slow or failing event never holds up text. While the provider's model calls tools,
+the indicator says so, and each call may add a line of its own to the text.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from slashbots.stream import StreamError, StreamGateway
 log = logging.getLogger("slashbots.relay")
 
 THINKING, GENERATING, ERROR = "AI_STATE_THINKING", "AI_STATE_GENERATING", "AI_STATE_ERROR"
+EXTERNAL_SOURCES = "AI_STATE_EXTERNAL_SOURCES"  # what stream-chat-react shows while tools run
 
 
 def split_point(text: str, limit: int) -> int:
@@ -65,6 +67,7 @@ class Relay:
         self.settle = settle
         self.pacing = pacing or _Unpaced()
         self.text = ""
+        self.answered = False  # some text came from the provider (not only tool lines)
         self.cuts: list[int] = []  # where each finished message ends, in self.text
         self.ids: dict[int, str] = {}  # message number -> Stream message id, once posted
         self._planned: dict[int, str] = {}  # message number -> the id it is (being) posted under
@@ -74,6 +77,8 @@ class Relay:
         self._written = ""  # what the open message shows now
         self._last_patch = float("-inf")
         self._state: str | None = None
+        self._using_tools = False  # since the last tool use, no text has come
+        self._after_tool_line = False  # the text ends with a tool line
         self._failures = 0  # consecutive failed interim writes, for backoff
         self._timed_out = False  # a write got no answer: Stream may still apply it, late
         self._finals: dict[int, str] = {}  # message number -> the text it keeps
@@ -91,6 +96,27 @@ class Relay:
         self._wake.set()
 
     def append(self, piece: str) -> None:
+        if self._after_tool_line:
+            # What follows tool lines starts a paragraph of its own, however the model began it.
+            piece = piece.lstrip()
+            if piece:
+                self._add("\n\n" + piece)
+                self._after_tool_line = False
+        else:
+            self._add(piece)
+        if piece.strip():
+            self.answered = True
+            self._using_tools = False
+
+    def tool_use(self, line: str | None) -> None:
+        """The model is calling a tool: say so until more text comes, and show ``line`` if given."""
+        self._using_tools = True
+        if line:
+            self._add(("\n" if self._after_tool_line else "\n\n" if self.text.strip() else "") + line)
+            self._after_tool_line = True
+        self._wake.set()
+
+    def _add(self, piece: str) -> None:
         if not piece:
             return
         self.text += piece
@@ -172,7 +198,7 @@ class Relay:
             return
         if index not in self.ids:
             await self._post(index, current, generating=True)
-            self._event(GENERATING if current else THINKING)
+            self._event(EXTERNAL_SOURCES if self._using_tools else GENERATING if current else THINKING)
         elif current != self._written:
             first = not self._written
             # Stream counts updates per app: wait for this reply's turn (the first text never waits).
@@ -180,9 +206,11 @@ class Relay:
             if self._closed.is_set():
                 return  # closing while we waited: the final text is written instead (the loop comes back)
             current = self.text[start:].strip() if index == len(self.cuts) else current
-            self._event(GENERATING)
+            self._event(EXTERNAL_SOURCES if self._using_tools else GENERATING)
             await self.gateway.update_message(self.ids[index], self.bot_id, {"text": current, "generating": True})
             self._note_patch(current)
+        elif self._using_tools:
+            self._event(EXTERNAL_SOURCES)
         if current and self.first_text_at is None:
             self.first_text_at = time.monotonic()
 

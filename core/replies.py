@@ -11,14 +11,18 @@ import asyncio
 import dataclasses
 import logging
 import time
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from slashbots import logs
 from slashbots.capacity import LoopLag
 from slashbots.metrics import Metrics
-from slashbots.provider import ChatMessage, CommandRequest, Provider, ProviderError, Refusal
+from slashbots.provider import ChatMessage, CommandRequest, Provider, ProviderError, Refusal, ToolUse
 from slashbots.relay import Pacing, Relay
 from slashbots.stream import StreamGateway
+from slashbots.tool_lines import tool_line
+
+if TYPE_CHECKING:
+    from slashbots.tool import Tool
 
 log = logging.getLogger("slashbots.replies")
 
@@ -40,10 +44,12 @@ class Replies:
         max_lag: float = 0.25,
         pacing: Pacing | None = None,
         metrics: Metrics | None = None,
+        tools: Mapping[str, tuple[Tool, ...]] | None = None,
     ) -> None:
         self.metrics = metrics
         self.gateway = gateway
         self.providers = providers
+        self.tools = tools or {}  # command -> the tools its bot may call
         self.hook = hook
         self.max_in_flight = max_in_flight
         self.max_lag = max_lag
@@ -63,7 +69,8 @@ class Replies:
 
     def submit(self, request: CommandRequest) -> None:
         """Start the reply in the background and return at once (called from the webhook's ack)."""
-        request = dataclasses.replace(request, _history=self._history_reader(request))
+        request = dataclasses.replace(request, _history=self._history_reader(request),
+                                      tools=self.tools.get(request.bot.command, ()))
         relays: list[Relay] = []
         task = asyncio.create_task(self.run(request, relays), name=f"reply {request.message_id}")
         self.running[task] = (request, relays)
@@ -128,10 +135,13 @@ class Replies:
         outcome = "ok"
         try:
             async for piece in self.providers[bot.command].respond(request):
-                if not isinstance(piece, str):
-                    raise TypeError(f"provider yielded {type(piece).__name__}, expected str")
-                relay.append(piece)
-            if not relay.text.strip():
+                if isinstance(piece, ToolUse):
+                    relay.tool_use(tool_line(piece) if piece.show else None)
+                elif isinstance(piece, str):
+                    relay.append(piece)
+                else:
+                    raise TypeError(f"provider yielded {type(piece).__name__}, expected str or ToolUse")
+            if not relay.answered:
                 relay.append("(The bot had nothing to say.)")
         except Refusal as refusal:
             outcome = "refused"

@@ -12,6 +12,15 @@ Stream account); ``command`` types the command as a user, so it travels the way 
 production (Stream's SDK, a signed webhook, the reply job, the relay) and returns the bot's
 final answer. Everything Stream was asked to do is recorded on the stand-in.
 
+A tool is tested through a chatgpt bot talking to a scripted model (``core/scripted_model.py``)::
+
+    async def test_the_model_rolls(slashbots):
+        model = slashbots.model(call("roll_dice", sides=1), "You rolled a 1.")
+        bots = slashbots.start([{"command": "gpt", "provider": "chatgpt", "tools": ["roll_dice"],
+                                 "options": model.options}], plugins=["slashbots_dice"])
+        assert await bots.command("/gpt roll a d1") == "🔧 roll_dice(sides=1)\n\nYou rolled a 1."
+        assert model.tool_results == [("roll_dice", "🎲 1")]
+
 Only the fixture lives in pytest's namespace; the helpers below are plain functions and
 classes, imported by whoever wants them. The server stack (Starlette, uvicorn, the Stream
 SDK) is imported when a test first starts bots, not when pytest loads this plugin, so
@@ -31,6 +40,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Se
 
 import pytest
 import yaml
+
+from slashbots.scripted_model import ScriptedCall, ScriptedModel, call, scripted_model
+
+__all__ = [
+    "API_KEY", "API_SECRET", "Bots", "ScriptedCall", "ScriptedModel", "Slashbots", "Stream", "bot_messages",
+    "bots_yaml", "call", "final_reply", "scripted_model", "send", "serve_app", "slashbots", "stream_standin",
+    "wait_for", "wait_until_ready",
+]
 
 if TYPE_CHECKING:
     from slashbots.config import Config
@@ -311,6 +328,13 @@ class Slashbots:
             raise ConfigError("slashbots.start()", exc.path, exc.message) from None
         self._running.callback(server.stop)
         return Bots(config, app, server.url, stream)
+
+    def model(self, *turns: str | ScriptedCall | Sequence[ScriptedCall]) -> ScriptedModel:
+        """Serve a scripted model playing ``turns`` until the test ends; ``model.options`` points a bot at it.
+
+        A turn is the text of an answer, a ``call(name, **arguments)``, or a list of calls made at once.
+        """
+        return self._running.enter_context(scripted_model(*turns))
 
     def stop(self) -> None:
         """Stop every server this fixture started, newest first."""

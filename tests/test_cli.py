@@ -46,6 +46,33 @@ def test_plugins_lists_hooks_and_providers(write_config) -> None:
     assert "providers: echo" in result.stdout
 
 
+GPT_BOT = """\
+  - command: gpt
+    description: Ask GPT
+    provider: chatgpt
+    channel_types: [messaging]
+    identity: {id: gpt-bot, name: GPT bot}
+    tools: [current_time, channel_history]
+"""
+
+
+def test_plugins_lists_each_plugins_tools(write_config) -> None:
+    result = run("plugins", "--config", str(write_config(ECHO_BOT)))
+    assert result.returncode == 0, result.stderr
+    assert "slashbots.plugins.tools (built-in)\n    hooks: register_tools\n    tools: channel_history, current_time\n" \
+        in result.stdout
+
+
+def test_check_lists_each_bots_tools_and_refuses_an_unknown_one(write_config) -> None:
+    result = run("check", "--config", str(write_config(GPT_BOT)))
+    assert result.returncode == 0, result.stderr
+    assert "      tools current_time, channel_history\n" in result.stdout
+    result = run("check", "--config", str(write_config(GPT_BOT.replace("current_time,", "weather,"))))
+    assert result.returncode == 2
+    assert result.stderr.endswith(
+        "bots.yaml:10: bots[0].tools[0]: unknown tool 'weather'; installed tools: channel_history, current_time\n")
+
+
 def test_sync_dry_run_prints_the_plan_and_writes_nothing(stream, write_config) -> None:
     env = {"STREAM_CHAT_URL": stream.url, "SLASHBOTS_PUBLIC_URL": "https://bots.example.com"}
     result = run("sync", "--dry-run", "--config", str(write_config(ECHO_BOT)), env=env)

@@ -153,6 +153,9 @@ def entry(command: str = "echo", index: int = 0) -> str:
         (bots(entry("x", 0) + "    description: again\n"), "bots[0].description: duplicate key"),
         (bots(entry("x", 0).replace("description: d", "description: ${NOPE}")), "bots[0].description: expected a non-empty string, got an empty string"),
         (bots(entry("x", 0).replace("description: d", "description:")), "bots[0].description: expected a non-empty string, got nothing"),
+        (bots(entry("x", 0) + "    tools: current_time\n"), "bots.yaml:7: bots[0].tools: expected a list, got 'current_time'"),
+        (bots(entry("x", 0) + "    tools: [7]\n"), "bots[0].tools[0]: expected a tool name such as current_time, got 7"),
+        (bots(entry("x", 0) + "    tools: [a, b, a]\n"), "bots[0].tools[2]: 'a' is already listed"),
         (bots(entry("x", 0), entry("y", 1).replace("bot-1, name: Bot 1", "bot-0, name: Other")),
          "bots[1].identity: identity 'bot-0' is also used by bots[0] with a different name"),
     ],
@@ -161,6 +164,12 @@ def test_bot_rejections(text: str, expected: str) -> None:
     message = rejection(text)
     assert message.startswith("bots.yaml:"), message
     assert expected in message, message
+
+
+def test_a_bot_lists_the_tools_its_model_may_call() -> None:
+    config = parse(bots(entry("x", 0) + "    tools: [current_time, roll_dice]\n", entry("y", 1)))
+    assert config.bots[0].tools == ("current_time", "roll_dice")
+    assert config.bots[1].tools == ()  # none unless listed
 
 
 def test_at_most_fifty_commands() -> None:

@@ -1,4 +1,4 @@
-"""docs/plugins.md must not drift from the code: every hook, every request field, the tutorial's files.
+"""docs/plugins.md must not drift from the code: every hook, every request field, tools, the tutorials' files.
 
 Modelled on datasette's tests/test_docs.py: a hook without its reference section fails here.
 """
@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from slashbots.plugin_manager import PluginManager
-from slashbots.provider import ChatMessage, CommandRequest
+from slashbots.plugin_manager import PluginManager, plugin_manager
+from slashbots.provider import ChatMessage, CommandRequest, ToolUse
+from slashbots.tool import Tool
+from slashbots.tools import tools
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = (REPO / "docs" / "plugins.md").read_text(encoding="utf-8")
@@ -85,6 +87,30 @@ def test_command_request_methods_are_documented_with_their_arguments() -> None:
 @pytest.mark.parametrize("field", public_fields(ChatMessage))
 def test_every_chat_message_field_is_documented(field: str) -> None:
     assert field in documented_names("ChatMessage"), f"docs/plugins.md: the ChatMessage table lacks `{field}`"
+
+
+@pytest.mark.parametrize("field", public_fields(ToolUse))
+def test_every_tool_use_field_is_documented(field: str) -> None:
+    assert field in documented_names("ToolUse"), f"docs/plugins.md: the ToolUse table lacks `{field}`"
+
+
+@pytest.mark.parametrize("field", public_fields(Tool))
+def test_every_tool_field_is_documented(field: str) -> None:
+    assert field in documented_names("Tool"), f"docs/plugins.md: the Tool table lacks `{field}`"
+
+
+def test_every_built_in_tool_is_documented() -> None:
+    built_in = {tool.name for tool in tools(plugin_manager(entry_points=False)).values()
+                if tool.plugin == "slashbots.plugins.tools"}
+    assert built_in and documented_names("Built-in tools") == built_in
+
+
+def test_the_tool_tutorials_code_is_the_example_packages() -> None:
+    example = "".join(path.read_text(encoding="utf-8") for path in (REPO / "examples" / "slashbots-dice").rglob("*.py"))
+    blocks = re.findall(r"^```python\n(.*?)^```$", section("Tutorial: a tool"), re.MULTILINE | re.DOTALL)
+    assert blocks, "the tool tutorial shows no Python"
+    for block in blocks:
+        assert block in example, f"docs/plugins.md's tool tutorial shows code that the example lacks:\n{block}"
 
 
 def test_the_tutorial_shows_the_example_package_file_for_file() -> None:

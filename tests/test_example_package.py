@@ -96,7 +96,8 @@ def test_slashbots_declares_its_pytest_plugin() -> None:
 def test_plugins_lists_the_installed_package_without_a_plugins_line(example_venv: Venv) -> None:
     result = example_venv.run(example_venv.slashbots, "plugins")
     assert result.returncode == 0, result.stderr
-    assert "dice (slashbots-dice 0.1.0)\n    hooks: register_providers\n    providers: dice\n" in result.stdout
+    assert ("dice (slashbots-dice 0.1.0)\n    hooks: register_providers, register_tools\n    providers: dice\n"
+            "    tools: roll_dice\n") in result.stdout
     assert "slashbots.plugins.echo (built-in)" in result.stdout
 
 

@@ -11,7 +11,15 @@ from slashbots.app import create_app
 from slashbots.config import load_config
 from slashbots.sandbox.loopback import LoopbackServer, bind_loopback
 from tests.conftest import API_KEY, API_SECRET, Served, final_reply, send, wait_until_ready
-from tests.support.openai_standin import ErrorReply, Moderation, OpenAIStandIn, Stream, rate_limited
+from tests.support.openai_standin import (
+    Call,
+    ErrorReply,
+    Moderation,
+    OpenAIStandIn,
+    Stream,
+    rate_limited,
+    tool_stream,
+)
 
 SHIPPED = Path(__file__).resolve().parents[1] / "bots.yaml"
 OPENAI_KEY = "sk-test-0123456789abcdef"
@@ -50,6 +58,7 @@ async def test_gpt_moderates_first_then_streams_the_answer(shipped, openai, chat
     chat_body = standin.bodies("/chat/completions")[0]
     assert chat_body["stream"] is True and chat_body["stream_options"] == {"include_usage": True}
     assert chat_body["messages"][-1] == {"role": "user", "content": "what is a vector clock?"}
+    assert [tool["function"]["name"] for tool in chat_body["tools"]] == ["current_time", "channel_history"]
     assert standin.requests[1].headers["authorization"] == f"Bearer {OPENAI_KEY}"
 
 
@@ -112,6 +121,17 @@ async def test_a_dropped_stream_is_told_to_the_user(shipped, openai, chat) -> No
     await send(chat, "/gpt go on")
     [reply] = await final_reply(shipped.standin, "chatgpt-bot", timeout=20)
     assert reply["text"].startswith("Partial text\n\n⚠️ Answer interrupted: ")
+
+
+async def test_gpt_may_tell_the_time(shipped, openai, chat) -> None:
+    standin, _ = openai
+    standin.chats.append(tool_stream(Call("current_time", '{"zone": "UTC"}')))
+    standin.chats.append(Stream(["It is late."]))
+    await send(chat, "/gpt what time is it?")
+    [reply] = await final_reply(shipped.standin, "chatgpt-bot")
+    assert reply["text"] == '🔧 current_time(zone="UTC")\n\nIt is late.'
+    [result] = [m for m in standin.bodies("/chat/completions")[1]["messages"] if m["role"] == "tool"]
+    assert " UTC (" in result["content"]
 
 
 async def test_echo_works_next_to_gpt(shipped, chat) -> None:

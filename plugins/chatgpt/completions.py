@@ -10,15 +10,19 @@ Pure and synchronous, so every quirk is testable without a network:
   Azure's content-filter annotations; they carry no text.
 - ``finish_reason`` says how the answer ended. A stream that stops with neither
   ``[DONE]`` nor a ``finish_reason`` was cut off: ``complete`` stays false.
+- ``delta.tool_calls`` fragments are gathered in ``tool_calls`` (see ``tool_calls``),
+  whatever ``finish_reason`` says: OpenAI itself says ``stop`` after a call it was told to make.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from slashbots.plugins.chatgpt.sse import Event
+from slashbots.plugins.chatgpt.tool_calls import ToolCall, ToolCallAccumulator
 
 log = logging.getLogger("slashbots.chatgpt")
 
@@ -31,6 +35,14 @@ class StreamErrorEvent(Exception):
         self.error = error
 
 
+@dataclass(frozen=True)
+class Turn:
+    """How one completion ended, after its text: the tool calls it asked for and the tokens it used."""
+
+    tool_calls: list[ToolCall]
+    usage: Mapping[str, Any] | None = None
+
+
 class CompletionStream:
     """Reads the events of one streamed chat completion (the first choice only)."""
 
@@ -38,6 +50,7 @@ class CompletionStream:
         self.done = False  # saw [DONE]
         self.finish_reason: str | None = None
         self.usage: Mapping[str, Any] | None = None
+        self.tool_calls = ToolCallAccumulator()
 
     @property
     def complete(self) -> bool:
@@ -72,6 +85,9 @@ class CompletionStream:
         if choice.get("finish_reason"):
             self.finish_reason = str(choice["finish_reason"])
         delta = choice.get("delta") or {}
+        if not isinstance(delta, dict):
+            return ""
+        self.tool_calls.add(delta.get("tool_calls"))
         # ``refusal`` is the model declining in its own words: show it like any text.
         text = delta.get("content") or delta.get("refusal") or ""
         return text if isinstance(text, str) else ""

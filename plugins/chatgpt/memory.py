@@ -11,6 +11,8 @@ pairs the bot's commands with the bot's replies. Choices made here:
 - Everything else in the channel (people talking, other bots) is skipped, and so are
   questions that never got an answer and empty commands (which only got a hint back).
   The parts of a split answer are joined back together as they were cut.
+- The lines showing which tools the bot called (``🔧 current_time()``) are left out: they
+  record what the bot did, and a model that sees them imitates them instead of calling tools.
 - Answers are kept as they were shown, including ones that were interrupted or that
   explain an error: the history carries no status to tell them apart reliably, and an
   error note tells the model that the earlier question went unanswered, which is true.
@@ -23,6 +25,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from slashbots import ChatMessage
+from slashbots.tool_lines import without_tool_lines
 
 
 def history_limit(max_turns: int) -> int:
@@ -51,12 +54,12 @@ def recent_exchanges(
             # next question or extending the previous answer.
             waiting.append(message.args.strip())
             last_was_answer = False
-        elif message.user_id == bot_user_id and message.text.strip():
+        elif message.user_id == bot_user_id and (text := without_tool_lines(message.text)).strip():
             if waiting:
-                exchanges.append([waiting.pop(0), message.text])
+                exchanges.append([waiting.pop(0), text])
                 last_was_answer = True
             elif last_was_answer:
-                exchanges[-1][1] += message.text
+                exchanges[-1][1] += text
 
     kept: list[tuple[str, str]] = []
     total = 0

@@ -1,5 +1,4 @@
-"""HTTP calls to OpenAI or an OpenAI-compatible server: moderation, the streamed chat, retries,
-and turning every failure into a message a chat user understands.
+"""HTTP calls to OpenAI or an OpenAI-compatible server: moderation, the streamed chat, and retries.
 
 Retries follow openai-python's policy, with two differences that matter in a chat: a
 quota error (``insufficient_quota``, sent as 429) is never retried, and a server that asks
@@ -7,14 +6,15 @@ us to wait more than a minute is not waited for; the user is told instead. A str
 breaks before any text was shown is retried like a failed request; once text is shown it
 cannot be taken back, so a break then ends the answer with an explanation.
 
-User-facing texts never include the API key or the server's raw 401 message (which
-echoes part of the key); details go to the ``slashbots.chatgpt`` log, keys redacted.
+Every failure ends as an ``APIFailure`` worded by ``wording``; what reaches it (and the
+``slashbots.chatgpt`` log) is redacted first, since a server's 401 message echoes part of the key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import email.utils
 import json
 import logging
@@ -26,25 +26,16 @@ from typing import Any, AsyncIterator, Mapping
 
 import httpx
 
-from slashbots import ProviderError, Refusal
-from slashbots.plugins.chatgpt.completions import CompletionStream, StreamErrorEvent
+from slashbots.plugins.chatgpt import wording
+from slashbots.plugins.chatgpt.completions import CompletionStream, StreamErrorEvent, Turn
+from slashbots.plugins.chatgpt.failures import RETRYABLE_STATUSES, APIFailure, ErrorBody
 from slashbots.plugins.chatgpt.options import Settings, is_openai_url
 from slashbots.plugins.chatgpt.sse import SSEParser
 
 log = logging.getLogger("slashbots.chatgpt")
 
 MAX_SERVER_DELAY = 60.0  # seconds; a longer Retry-After is reported, not waited out
-RETRYABLE_STATUSES = frozenset({408, 409, 429})  # and every status from 500 up
 _KEY_PATTERN = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{4,}")
-
-
-class APIFailure(ProviderError):
-    """A failed call, worded for the user in ``text``; ``reason`` and ``status`` are for code and logs."""
-
-    def __init__(self, text: str, reason: str, status: int | None = None) -> None:
-        super().__init__(text)
-        self.reason = reason
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -64,58 +55,6 @@ class Endpoint:
     headers: Mapping[str, str]
     service: str  # as named in messages: "OpenAI", "Azure OpenAI", "the model server"
     key_hint: str  # where the operator sets the key, for the "bad key" message
-
-
-@dataclass(frozen=True)
-class _ErrorBody:
-    """The interesting parts of an error, from a response body or a stream event."""
-
-    status: int | None
-    message: str = ""
-    type: str = ""
-    code: str = ""
-    raw: Mapping[str, Any] | None = None
-
-    @classmethod
-    def parse(cls, status: int | None, payload: Any) -> _ErrorBody:
-        error = payload.get("error", payload) if isinstance(payload, dict) else payload
-        if not isinstance(error, dict):
-            return cls(status, message=str(error or ""))
-        code = error.get("code")
-        # vLLM and llama.cpp put the HTTP status in ``code`` as an integer.
-        if isinstance(code, int) and not isinstance(code, bool) and status is None:
-            status = code
-        return cls(
-            status,
-            message=str(error.get("message") or ""),
-            type=str(error.get("type") or ""),
-            code="" if code is None else str(code),
-            raw=error,
-        )
-
-    @property
-    def reason(self) -> str:
-        words = f"{self.code} {self.type}".lower()
-        message = self.message.lower()
-        if "insufficient_quota" in words:
-            return "quota"
-        if "context_length" in words or "context_size" in words or re.search(
-            r"maximum context length|context (?:size|window|length)", message
-        ):
-            return "context_length"
-        if self.code == "content_filter":
-            return "content_filter"
-        if self.status == 401 or self.code == "invalid_api_key":
-            return "auth"
-        if self.status == 403:
-            return "forbidden"
-        if self.status == 404 or "not_found" in words or "deploymentnotfound" in words:
-            return "model_not_found" if "model" in words + message or "deployment" in words + message else "not_found"
-        if self.status == 429 or "rate_limit" in words:
-            return "rate_limited"
-        if self.status is None or self.status in RETRYABLE_STATUSES or self.status >= 500:
-            return "server_error"
-        return "bad_request"
 
 
 class OpenAIClient:
@@ -165,10 +104,15 @@ class OpenAIClient:
             await asyncio.sleep(delay)
             attempt += 1
 
-    async def stream_chat(self, messages: list[dict[str, str]]) -> AsyncIterator[str]:
-        """Stream the answer to ``messages`` as text pieces; failures raise ``APIFailure``/``Refusal``."""
+    async def stream_chat(self, messages: list[dict[str, Any]],
+                          tools: list[dict[str, Any]] | None = None) -> AsyncIterator[str | Turn]:
+        """Stream the answer to ``messages`` as text pieces, then one ``Turn``: the tool calls and usage.
+
+        ``tools`` are offered to the model (none: the request has no ``tools``). Failures
+        raise ``APIFailure``/``Refusal``.
+        """
         endpoint = self.chat
-        body = self._chat_body(messages)
+        body = self._chat_body(messages, tools)
         attempt = 0
         while True:
             shown = False  # whether any text of this attempt reached the user
@@ -184,9 +128,12 @@ class OpenAIClient:
                                 yield piece
                         if not stream.complete:
                             raise _StreamCutOff()
-                        note = self._finish(endpoint, stream, shown)
+                        calls = stream.tool_calls.calls()
+                        # With calls to make, the answer is still to come: no note on how this part ended.
+                        note = "" if calls else self._finish(endpoint, stream, shown)
                         if note:
                             yield note
+                        yield Turn(calls, stream.usage)
                         return
                     await response.aread()
                     delay = self._judge_status(endpoint, response, attempt)
@@ -197,7 +144,7 @@ class OpenAIClient:
             await asyncio.sleep(delay)
             attempt += 1
 
-    def _chat_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+    def _chat_body(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> dict[str, Any]:
         s = self.settings
         body: dict[str, Any] = {
             "model": s.model,
@@ -205,6 +152,10 @@ class OpenAIClient:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if tools:
+            # No ``strict``: OpenAI turns it off for parallel calls anyway, and our own check
+            # (pydantic, in slashbots.tool) validates every call's arguments.
+            body["tools"] = tools
         if s.temperature is not None:
             body["temperature"] = s.temperature
         if s.max_completion_tokens is not None:
@@ -247,11 +198,10 @@ class OpenAIClient:
         try:
             choice = payload["choices"][0]
             text = choice["message"].get("content") or ""
+            stream.tool_calls.add(choice["message"].get("tool_calls"))
         except (KeyError, IndexError, TypeError, AttributeError):
             log.warning("unexpected completion body: %.300s", self._redact(body.decode("utf-8", "replace")))
-            raise APIFailure(
-                f"{_capital(endpoint.service)} sent an answer the bot doesn't understand.", "bad_response"
-            ) from None
+            raise wording.bad_response(endpoint.service) from None
         stream.finish_reason = choice.get("finish_reason") or "stop"
         return text if isinstance(text, str) else ""
 
@@ -259,16 +209,9 @@ class OpenAIClient:
         """What to add once the answer ended: a note for "length", a refusal for "content_filter"."""
         log.debug("finished: %s, usage %s", stream.finish_reason, stream.usage)
         if stream.finish_reason == "length":
-            return "\n\n_(This answer was cut short: it reached the length limit.)_" if shown else (
-                "_(The answer was cut short before it began: it reached the length limit.)_"
-            )
+            return wording.length_note(shown)
         if stream.finish_reason == "content_filter":
-            service = endpoint.service
-            raise Refusal(
-                f"The rest of this answer was withheld by {service}'s content filter."
-                if shown
-                else f"{_capital(service)}'s content filter withheld this answer."
-            )
+            raise wording.content_filter_refusal(endpoint.service, shown)
         return ""
 
     # -- deciding: retry (return the delay) or give up (raise) ------------------------------
@@ -279,7 +222,7 @@ class OpenAIClient:
             payload: Any = response.json()
         except ValueError:
             payload = response.text[:500]
-        error = _ErrorBody.parse(status, payload)
+        error = ErrorBody.parse(status, payload)
         retryable = (status in RETRYABLE_STATUSES or status >= 500) and error.reason != "quota"
         wait = server_delay(response.headers)
         log.warning(
@@ -300,138 +243,42 @@ class OpenAIClient:
             raise self._transport_failure(endpoint, exc, during_answer=False) from exc
         return backoff(attempt)
 
-    # -- wording -------------------------------------------------------------------------------
+    # -- failures: logged here, worded in ``wording`` -----------------------------------------
 
-    def _status_failure(self, endpoint: Endpoint, error: _ErrorBody, wait: float | None) -> Exception:
-        name = _capital(endpoint.service)
-        reason, status = error.reason, error.status
-        model = self.settings.azure_deployment or self.settings.model
-        if reason == "auth":
-            text = (
-                f"{name} rejected this bot's API key, so the bot can't answer. "
-                f"Whoever runs the bot should check the key ({endpoint.key_hint})."
-            )
-        elif reason == "forbidden":
-            text = (
-                f"{name} refused access (HTTP 403): this bot's API key may not be allowed to use it, "
-                "or the service may not be available here."
-            )
-        elif reason == "quota":
-            text = (
-                f"{name} says this bot's account has run out of quota, so the bot can't answer right now. "
-                "Whoever runs the bot should check the account's plan and billing."
-            )
-        elif reason == "context_length":
-            text = (
-                f"Your question, together with the earlier conversation sent along for context, is too "
-                f"long for the model {model!r}. Try a shorter question."
-            )
-        elif reason == "content_filter":
-            blocked = _filtered_categories(error.raw)
-            return Refusal(
-                f"{name}'s content filter blocked this request"
-                + (f" ({', '.join(blocked)})" if blocked else "")
-                + ", so it wasn't answered."
-            )
-        elif reason == "model_not_found":
-            what = "deployment" if self.settings.is_azure else "model"
-            option = "azure_deployment" if self.settings.is_azure else "model"
-            text = (
-                f"{name} has no {what} {model!r}, or this bot's key can't use it. "
-                f"Whoever runs the bot should check `{option}` in its options."
-            )
-        elif reason == "not_found":
-            text = (
-                f"{name} answered “not found” (HTTP 404). "
-                "Whoever runs the bot should check `base_url` in its options."
-            )
-        elif reason == "rate_limited":
-            text = (
-                f"{name} is rate-limiting this bot and asked it to wait {_duration(wait)}. Please try again after that."
-                if wait
-                else f"{name} is rate-limiting this bot right now (too many requests). Please try again in a minute."
-            )
-        elif reason == "server_error":
-            what = f"HTTP {status}" if status else "it reported a server error"
-            text = (
-                f"{name} is having trouble right now ({what}) and asked to wait {_duration(wait)}. Please try again later."
-                if wait
-                else f"{name} is having trouble right now ({what}). Please try again in a little while."
-            )
-        else:
-            detail = self._redact(error.message)[:300] or "no details given"
-            text = f"{name} couldn't accept the request (HTTP {status}): {detail}"
-        return APIFailure(text, reason, status)
+    def _status_failure(self, endpoint: Endpoint, error: ErrorBody, wait: float | None) -> Exception:
+        return wording.status_failure(self._redacted(error), service=endpoint.service, key_hint=endpoint.key_hint,
+                                      settings=self.settings, wait=wait)
 
     def _moderation_failure(self, failure: APIFailure) -> APIFailure:
-        if failure.reason in ("auth", "quota"):
-            return failure  # the same words fit: the operator has the same thing to fix
-        setup = {
-            "not_found": "there is no moderation endpoint at the configured address",
-            "model_not_found": f"it doesn't know the model {self.settings.moderation_model!r}",
-            "forbidden": "it refused access",
-        }
-        if failure.reason in setup:
+        if failure.reason in wording.MODERATION_SETUP_REASONS:
             log.warning(
                 "moderation at %s is not available (%s); if this server has none, set `moderation: false` "
                 "or point `moderation_base_url` at https://api.openai.com/v1",
                 self.settings.moderation_url, failure.reason,
             )
-            what, then = setup[failure.reason], "Whoever runs the bot should check its moderation settings."
-        else:
-            what = {
-                "timeout": "it didn't respond in time",
-                "connection": "it couldn't be reached",
-                "rate_limited": "it is rate-limiting this bot",
-                "bad_response": "its answer made no sense",
-            }.get(failure.reason, f"HTTP {failure.status}" if failure.status else "it failed")
-            then = "Please try again in a moment."
-        return APIFailure(
-            f"Your request wasn't sent: the bot couldn't check it with the content moderation service "
-            f"({what}). {then}",
-            f"moderation_{failure.reason}",
-            failure.status,
-        )
+        return wording.moderation_failure(failure, moderation_model=self.settings.moderation_model)
 
     def _stream_error(self, endpoint: Endpoint, error: Mapping[str, Any]) -> Exception:
-        body = _ErrorBody.parse(None, {"error": error})
+        body = self._redacted(ErrorBody.parse(None, {"error": error}))
         log.warning(
             "%s reported an error in the stream: type=%r code=%r: %s",
-            endpoint.service, body.type, body.code, self._redact(body.message),
+            endpoint.service, body.type, body.code, body.message,
         )
-        if body.reason in ("server_error", "rate_limited"):
-            kind = (body.type or body.code or "server error").replace("_", " ")
-            return APIFailure(
-                f"{_capital(endpoint.service)} reported an error while writing the answer ({kind}). "
-                "Please try again.",
-                "stream_error",
-                body.status,
-            )
-        return self._status_failure(endpoint, body, None)
+        return wording.stream_failure(body, service=endpoint.service, key_hint=endpoint.key_hint,
+                                      settings=self.settings)
 
     def _transport_failure(self, endpoint: Endpoint, exc: Exception, *, during_answer: bool) -> APIFailure:
-        service, name = endpoint.service, _capital(endpoint.service)
         if isinstance(exc, _StreamCutOff):
-            return APIFailure(
-                f"The answer from {service} stopped before it was finished (the stream ended early)."
-                if during_answer
-                else f"{name} ended the answer before sending any of it. Please try again.",
-                "cut_off",
-            )
-        if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
-            return APIFailure(
-                f"{name} stopped sending the answer partway through "
-                f"(nothing arrived for {self.settings.read_timeout:g} seconds)."
-                if during_answer
-                else f"{name} didn't respond in time. Please try again in a moment.",
-                "timeout",
-            )
-        return APIFailure(
-            f"The connection to {service} broke off before the answer was finished."
-            if during_answer
-            else f"The bot couldn't reach {service}. Please try again in a moment.",
-            "connection",
-        )
+            kind = "cut_off"
+        elif isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+            kind = "timeout"
+        else:
+            kind = "connection"
+        return wording.transport_failure(kind, service=endpoint.service, read_timeout=self.settings.read_timeout,
+                                         during_answer=during_answer)
+
+    def _redacted(self, error: ErrorBody) -> ErrorBody:
+        return dataclasses.replace(error, message=self._redact(error.message))
 
     @property
     def _secrets(self) -> tuple[str, ...]:
@@ -512,34 +359,8 @@ def _verdict(response: httpx.Response, endpoint: Endpoint, secrets: tuple[str, .
         categories = result.get("categories") or {}
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         log.warning("unexpected moderation response (%s): %.300s", exc, redact(response.text, secrets))
-        raise APIFailure(
-            f"{_capital(endpoint.service)} sent an answer the bot doesn't understand.", "bad_response"
-        ) from None
+        raise wording.bad_response(endpoint.service) from None
     return Verdict(flagged, tuple(name for name, hit in categories.items() if hit is True))
-
-
-def _filtered_categories(error: Mapping[str, Any] | None) -> list[str]:
-    """Azure's prompt filter: the categories marked ``filtered`` in its ``innererror``."""
-    inner = (error or {}).get("innererror") or {}
-    results = inner.get("content_filter_result") or {} if isinstance(inner, dict) else {}
-    return [
-        name.replace("_", " ")
-        for name, verdict in results.items()
-        if isinstance(verdict, dict) and (verdict.get("filtered") or verdict.get("detected"))
-    ]
-
-
-def _capital(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-def _duration(seconds: float | None) -> str:
-    seconds = max(0.0, seconds or 0.0)
-    if seconds < 90:
-        return f"{seconds:.0f} seconds"
-    if seconds < 90 * 60:
-        return f"about {seconds / 60:.0f} minutes"
-    return f"about {seconds / 3600:.0f} hours"
 
 
 def _path(url: str) -> str:

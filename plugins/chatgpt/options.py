@@ -48,6 +48,9 @@ OPTION_NAMES = (
     "moderation_api_key",
     "azure_deployment",
     "api_version",
+    "max_tool_rounds",
+    "tool_timeout",
+    "show_tool_calls",
 )
 
 
@@ -74,6 +77,9 @@ class Settings:
     moderation_api_key: str = ""
     azure_deployment: str | None = None
     api_version: str | None = None
+    max_tool_rounds: int = 5  # rounds of tool calls before the model must answer with what it has
+    tool_timeout: float = 30.0  # seconds one tool call may take
+    show_tool_calls: bool = True  # a line per call in the answer: 🔧 current_time(zone="Europe/Paris")
 
     def __repr__(self) -> str:  # keep keys out of logs and tracebacks
         return f"Settings(model={self.model!r}, base_url={self.base_url!r}, azure={self.is_azure})"
@@ -192,6 +198,9 @@ def parse_options(options: Mapping[str, Any] | None, environ: Mapping[str, str] 
         moderation_api_key=moderation_api_key.strip(),
         azure_deployment=azure_deployment,
         api_version=api_version,
+        max_tool_rounds=_default(_integer(given, "max_tool_rounds", 1), defaults.max_tool_rounds),
+        tool_timeout=_seconds(given.get("tool_timeout", defaults.tool_timeout), "tool_timeout"),
+        show_tool_calls=_flag(given, "show_tool_calls", defaults.show_tool_calls),
     )
 
 

@@ -7,11 +7,13 @@ import contextlib
 import logging
 from typing import Any, AsyncIterator, Mapping
 
-from slashbots import CommandRequest, Refusal
+from slashbots import CommandRequest, Refusal, ToolUse
+from slashbots.plugins.chatgpt.failures import APIFailure
 from slashbots.plugins.chatgpt.memory import as_messages, history_limit, recent_exchanges
 from slashbots.plugins.chatgpt.moderation import refusal_text
-from slashbots.plugins.chatgpt.openai_api import APIFailure, OpenAIClient
+from slashbots.plugins.chatgpt.openai_api import OpenAIClient
 from slashbots.plugins.chatgpt.options import Settings, parse_options
+from slashbots.plugins.chatgpt.tool_rounds import answer
 
 log = logging.getLogger("slashbots.chatgpt")
 
@@ -20,8 +22,11 @@ class ChatGPT:
     """Answers a bot's commands with an OpenAI chat model (or any OpenAI-compatible server).
 
     Built once per bot from its ``options:`` (a bad option raises ``ValueError``); holds one
-    pooled HTTP client, which ``aclose()`` closes at shutdown.
+    pooled HTTP client, which ``aclose()`` closes at shutdown. Its model may call the tools
+    the bot lists in bots.yaml (``request.tools``).
     """
+
+    supports_tools = True
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.settings: Settings = parse_options(options)
@@ -30,8 +35,8 @@ class ChatGPT:
     async def aclose(self) -> None:
         await self.api.aclose()
 
-    async def respond(self, request: CommandRequest) -> AsyncIterator[str]:
-        """Moderate the question, then stream the model's answer as text pieces."""
+    async def respond(self, request: CommandRequest) -> AsyncIterator[str | ToolUse]:
+        """Moderate the question, then stream the model's answer as text pieces, and its tool calls."""
         question = request.args.strip()
         if not question:
             raise Refusal(
@@ -49,16 +54,17 @@ class ChatGPT:
         finally:
             memory.cancel()  # a no-op once done; stops the read when moderation said no
 
-        messages: list[dict[str, str]] = []
+        messages: list[dict[str, Any]] = []
         if self.settings.system_prompt:
             messages.append({"role": "system", "content": self.settings.system_prompt})
         messages += as_messages(exchanges)
         messages.append({"role": "user", "content": question})
-        log.debug("/%s: asking %s with %d earlier exchanges", request.command, self.settings.model, len(exchanges))
+        log.debug("/%s: asking %s with %d earlier exchanges and %d tools", request.command, self.settings.model,
+                  len(exchanges), len(request.tools))
         # Closing the stream at once when the caller stops early frees the connection now,
         # not whenever the generator happens to be collected.
-        async with contextlib.aclosing(self.api.stream_chat(messages)) as answer:
-            async for piece in answer:
+        async with contextlib.aclosing(answer(self.api, self.settings, request, messages)) as pieces:
+            async for piece in pieces:
                 yield piece
 
     def _check_chat_key(self) -> None:

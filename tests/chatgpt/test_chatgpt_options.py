@@ -24,6 +24,7 @@ def test_defaults() -> None:
     assert s.moderation and not s.moderation_fail_open
     assert s.moderation_model == "omni-moderation-latest"
     assert s.chat_key_required and s.service == "OpenAI"
+    assert (s.max_tool_rounds, s.tool_timeout, s.show_tool_calls) == (5, 30.0, True)
 
 
 def test_none_options_and_null_values_mean_defaults() -> None:
@@ -57,10 +58,11 @@ def test_everything_set() -> None:
             "model": "gpt-4o", "system_prompt": "", "temperature": 0, "max_completion_tokens": 500,
             "max_tokens_param": "max_tokens", "timeout": {"connect": 2, "read": 30.5}, "max_retries": 0,
             "memory_turns": 0, "memory_chars": 100, "moderation": False, "moderation_model": "text-moderation-latest",
-            "moderation_fail_open": True,
+            "moderation_fail_open": True, "max_tool_rounds": 2, "tool_timeout": 2.5, "show_tool_calls": False,
         },
         environ={},
     )
+    assert (s.max_tool_rounds, s.tool_timeout, s.show_tool_calls) == (2, 2.5, False)
     assert s.system_prompt == ""
     assert (s.temperature, s.max_completion_tokens, s.max_tokens_param) == (0.0, 500, "max_tokens")
     assert (s.connect_timeout, s.read_timeout, s.max_retries) == (2.0, 30.5, 0)
@@ -72,9 +74,11 @@ def test_values_from_environment_variables_arrive_as_strings() -> None:
     s = parse_options(
         {"temperature": "0.7", "max_completion_tokens": " 400 ", "moderation": "False",
          "moderation_fail_open": "TRUE", "timeout": "30", "memory_turns": "0", "model": "",
-         "base_url": "", "api_key": "", "system_prompt": "Hi"},
+         "base_url": "", "api_key": "", "system_prompt": "Hi", "max_tool_rounds": "3", "tool_timeout": "",
+         "show_tool_calls": "false"},
         environ={},
     )
+    assert (s.max_tool_rounds, s.tool_timeout, s.show_tool_calls) == (3, 30.0, False)
     assert (s.temperature, s.max_completion_tokens, s.moderation, s.moderation_fail_open) == (0.7, 400, False, True)
     assert (s.read_timeout, s.memory_turns, s.model, s.base_url) == (30.0, 0, "gpt-4o-mini", "https://api.openai.com/v1")
     assert parse_options({"system_prompt": ""}, environ={}).system_prompt == ""  # means: no system message
@@ -149,6 +153,11 @@ def test_repr_hides_keys() -> None:
         ({"timeout": 0}, "timeout must be a number of seconds above 0"),
         ({"timeout": {"connect": 1, "total": 3}}, "timeout has unknown key 'total'"),
         ({"timeout": {"read": "slow"}}, "timeout.read must be a number of seconds above 0"),
+        ({"max_tool_rounds": 0}, "max_tool_rounds must be at least 1, not 0"),
+        ({"max_tool_rounds": "many"}, "max_tool_rounds must be a whole number"),
+        ({"tool_timeout": 0}, "tool_timeout must be a number of seconds above 0"),
+        ({"tool_timeout": "soon"}, "tool_timeout must be a number of seconds above 0, not 'soon'"),
+        ({"show_tool_calls": "sometimes"}, "show_tool_calls must be true or false, not 'sometimes'"),
         ({"base_url": "localhost:11434"}, "base_url must be an http:// or https:// URL"),
         ({"base_url": "https://x.org/v1?x=1"}, "base_url must not have a query or fragment"),
         ({"api_key": 123}, "api_key must be a string"),

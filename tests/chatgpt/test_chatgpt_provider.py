@@ -8,7 +8,7 @@ import time
 import pytest
 
 from slashbots import ChatMessage, ProviderError, Refusal
-from slashbots.plugins.chatgpt.openai_api import APIFailure
+from slashbots.plugins.chatgpt.failures import APIFailure
 from tests.chatgpt.helpers import BOT, TEST_KEY, answer, command
 from tests.support.openai_standin import (
     ErrorReply,

@@ -14,6 +14,12 @@ read back every request it received::
     assert [r.path for r in standin.requests] == ["/v1/moderations", "/v1/chat/completions", ...]
 
 When its queue is empty, moderation passes and chat streams "Hello there!".
+
+Tool calls stream as OpenAI streams them (a first fragment with ``id``, ``type`` and the
+name, then ``arguments`` in small pieces), or in the ways compatible servers differ: a
+call whole in one chunk, every call at index 0, no ids, ids repeated on every fragment::
+
+    standin.chats.append(tool_stream(Call("roll_dice", '{"sides": 6}'), whole=True, omit_ids=True))
 """
 
 from __future__ import annotations
@@ -70,6 +76,20 @@ class Raw:
 
 
 @dataclass
+class Call:
+    """A tool call the model makes: ``arguments`` is the JSON text it sends (any text, in fact).
+
+    ``cuts`` are the places the arguments are cut into fragments; without them, every
+    ``Stream.fragment`` characters. ``id`` defaults to ``call_<n>``, numbered in the stream.
+    """
+
+    name: str
+    arguments: str = "{}"
+    id: str | None = None
+    cuts: Sequence[int] | None = None
+
+
+@dataclass
 class Stream:
     """A streamed chat completion and the ways it can go wrong.
 
@@ -93,6 +113,17 @@ class Stream:
     azure_filters: bool = False
     comments: bool = False
     model: str = "gpt-4o-mini-2024-07-18"
+    tool_calls: Sequence[Call] = ()  # after the text pieces, before the finish chunk
+    fragment: int = 4  # characters of arguments per fragment, unless a call has its own cuts
+    whole: bool = False  # each call in one fragment, arguments and all (Ollama)
+    reuse_index: bool = False  # every call at index 0 (Ollama, some proxies)
+    omit_ids: bool = False  # no call carries an id
+    repeat_ids: bool = False  # id and name repeated on every fragment (LiteLLM, DeepSeek)
+
+
+def tool_stream(*calls: Call, finish_reason: str | None = "tool_calls", **options: Any) -> Stream:
+    """A streamed turn that only calls tools (no text), as OpenAI sends one."""
+    return Stream(pieces=(), tool_calls=calls, finish_reason=finish_reason, **options)
 
 
 def error_body(message: str, type: str | None, code: Any = None, param: str | None = None) -> dict[str, Any]:
@@ -213,6 +244,8 @@ def stream_events(reply: Stream) -> list[str]:
     events.append(dump(chunk(reply.model, delta={"role": "assistant", "content": "", "refusal": None})))
     for piece in reply.pieces:
         events.append(dump(chunk(reply.model, delta={"content": piece})))
+    for fragment in tool_call_fragments(reply):
+        events.append(dump(chunk(reply.model, delta={"tool_calls": [fragment]})))
     if reply.error is not None:
         events.append(dump({"error": dict(reply.error)}))
         return events
@@ -221,11 +254,35 @@ def stream_events(reply: Stream) -> list[str]:
     if reply.finish_reason is not None:
         events.append(dump(chunk(reply.model, delta={}, finish_reason=reply.finish_reason)))
     if reply.usage:
-        usage = {"prompt_tokens": 14, "completion_tokens": len(reply.pieces), "total_tokens": 14 + len(reply.pieces)}
+        written = len(reply.pieces) + len(reply.tool_calls)  # a token a piece, and one a call
+        usage = {"prompt_tokens": 14, "completion_tokens": written, "total_tokens": 14 + written}
         events.append(dump(chunk(reply.model, usage=usage)))
     if reply.done:
         events.append("[DONE]")
     return events
+
+
+def tool_call_fragments(reply: Stream) -> list[dict[str, Any]]:
+    """The ``delta.tool_calls`` entries of a reply's calls, one per chunk, in order."""
+    fragments: list[dict[str, Any]] = []
+    for number, call in enumerate(reply.tool_calls):
+        head: dict[str, Any] = {"index": 0 if reply.reuse_index else number}
+        if not reply.omit_ids:
+            head["id"] = call.id or f"call_{number}"
+        if reply.whole:
+            fragments.append({**head, "type": "function", "function": {"name": call.name, "arguments": call.arguments}})
+            continue
+        fragments.append({**head, "type": "function", "function": {"name": call.name, "arguments": ""}})
+        text = call.arguments
+        cuts = sorted(set(call.cuts)) if call.cuts is not None else range(reply.fragment, len(text), reply.fragment)
+        points = [0, *(cut for cut in cuts if 0 < cut < len(text)), len(text)]
+        for start, end in zip(points, points[1:]):
+            if reply.repeat_ids:
+                fragments.append({**head, "type": "function",
+                                  "function": {"name": call.name, "arguments": text[start:end]}})
+            else:
+                fragments.append({"index": head["index"], "function": {"arguments": text[start:end]}})
+    return fragments
 
 
 def stream_bytes(reply: Stream) -> bytes:
@@ -234,10 +291,10 @@ def stream_bytes(reply: Stream) -> bytes:
 
 
 def _stream_parts(reply: Stream) -> tuple[bytes, bytes]:
-    """The body in two: through the last content chunk, and the rest (finish, usage, [DONE])."""
+    """The body in two: through the last content or tool-call chunk, and the rest (finish, usage, [DONE])."""
     nl = reply.newline
     events = [f"data: {data}{nl}{nl}" for data in stream_events(reply)]
-    content_end = int(reply.azure_filters) + 1 + len(reply.pieces)
+    content_end = int(reply.azure_filters) + 1 + len(reply.pieces) + len(tool_call_fragments(reply))
     head = (f": keep-alive{nl}{nl}" if reply.comments else "") + "".join(events[:content_end])
     return head.encode("utf-8"), "".join(events[content_end:]).encode("utf-8")
 

@@ -11,6 +11,7 @@ const AVATAR_COLOURS = [
 
 const AI_STATE_LABELS = {
   AI_STATE_THINKING: "is thinking",
+  AI_STATE_EXTERNAL_SOURCES: "is using tools",
   AI_STATE_GENERATING: "is writing",
 };
 

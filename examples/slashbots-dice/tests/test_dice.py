@@ -5,6 +5,7 @@ import re
 import pytest
 
 from slashbots.config import ConfigError
+from slashbots.testing import call
 
 ROLL = {"command": "roll", "provider": "dice", "options": {"max_dice": 3}}
 
@@ -51,3 +52,22 @@ def test_a_bad_option_stops_start_up_and_points_at_the_bot(slashbots):
 async def test_once_installed_slashbots_finds_it_by_its_entry_point(slashbots):
     bots = slashbots.start([ROLL], entry_points=True)
     assert await bots.command("/roll 1d1") == "🎲 1"
+
+
+# The roll_dice tool, called by a chatgpt bot whose model is scripted: first it calls the
+# tool, then it answers.
+
+async def test_a_chatgpt_bot_rolls_with_the_tool(slashbots):
+    model = slashbots.model(call("roll_dice", sides=1, count=2), "You rolled 2.")
+    gpt = {"command": "gpt", "provider": "chatgpt", "tools": ["roll_dice"], "options": model.options}
+    bots = slashbots.start([gpt], plugins=["slashbots_dice"])
+    assert await bots.command("/gpt roll two d1") == "🔧 roll_dice(sides=1, count=2)\n\nYou rolled 2."
+    assert model.tool_results == [("roll_dice", "🎲 2 (1 + 1)")]
+
+
+async def test_the_model_is_told_what_the_tool_cannot_roll(slashbots):
+    model = slashbots.model(call("roll_dice", sides=0), "Dice need at least one side.")
+    gpt = {"command": "gpt", "provider": "chatgpt", "tools": ["roll_dice"], "options": model.options}
+    bots = slashbots.start([gpt], plugins=["slashbots_dice"])
+    await bots.command("/gpt roll a d0")
+    assert model.tool_results == [("roll_dice", "Error: roll_dice rolls 1 to 10 dice of 1 to 1000 sides")]
