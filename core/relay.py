@@ -16,7 +16,7 @@ import logging
 import random
 import time
 import uuid
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from slashbots.stream import StreamError, StreamGateway
 
@@ -55,6 +55,7 @@ class Relay:
         final_deadline: float = 60.0,
         settle: float = 7.0,
         pacing: Pacing | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
         self.gateway = gateway
         self.cid = cid
@@ -66,11 +67,15 @@ class Relay:
         self.final_deadline = final_deadline
         self.settle = settle
         self.pacing = pacing or _Unpaced()
+        self.ownership = ownership or _OnlyHere()
+        self.unfinished: list[str] = []  # messages whose final text Stream never took
+        self.lost: NotOurs | None = None  # set when the reply turned out to be someone else's: it writes no more
+        self.on_lost: Callable[[NotOurs], None] | None = None
         self.text = ""
         self.answered = False  # some text came from the provider (not only tool lines)
         self.cuts: list[int] = []  # where each finished message ends, in self.text
         self.ids: dict[int, str] = {}  # message number -> Stream message id, once posted
-        self._planned: dict[int, str] = {}  # message number -> the id it is (being) posted under
+        self._sent: set[int] = set()  # message numbers this run has tried to post
         self.writes = 0
         self.first_text_at: float | None = None
         self._finals_done = 0  # messages whose final text has landed
@@ -128,11 +133,16 @@ class Relay:
         self._wake.set()
 
     async def close(self, *, failed: bool = False) -> None:
-        """Write the final text (retrying until it lands or the deadline passes) and end the indicator."""
+        """Write the final text (retrying until it lands or the deadline passes) and end the indicator.
+
+        Raises NotOurs when another instance turned out to own the reply: then nothing more is written.
+        """
         self._closed.set()
         self._wake.set()
         assert self._writer is not None
         await self._writer
+        if self.ownership.earlier_messages > len(self.cuts) + 1:
+            await self._remove_leftovers()
         if self._timed_out:
             # A write we gave up on may still land after the final one and leave old text behind.
             # Once it has had time to land or die, write the finals again.
@@ -148,6 +158,27 @@ class Relay:
         except asyncio.TimeoutError:
             log.warning("indicator events for %s did not finish in time", self.cid)
 
+    def abandon(self) -> None:
+        """Stop writing at once, leaving the messages as they are (another instance owns the reply now)."""
+        for task in (self._writer, self._event_sender):
+            if task is not None:
+                task.cancel()
+
+    async def _remove_leftovers(self) -> None:
+        """A rerun that came out shorter: the earlier run's extra messages would read as part of this answer."""
+        for index in range(len(self.cuts) + 1, self.ownership.earlier_messages):
+            await self._check_owner()
+            try:
+                await self.gateway.delete_message(self.ownership.message_id(index))
+            except StreamError as exc:
+                if exc.status != 404:  # never posted, or gone already: nothing to remove
+                    log.warning("could not remove a leftover message of an earlier run in %s: %s", self.cid, exc)
+
+    async def _check_owner(self) -> None:
+        """Before each write: stop at once if another instance has taken the reply over."""
+        if not await self.ownership.may_write():
+            raise NotOurs("lease lost")
+
     # -- the writer -------------------------------------------------------------------------------
 
     async def _write_loop(self) -> None:
@@ -157,6 +188,11 @@ class Relay:
             try:
                 await self._flush()
                 self._failures = 0
+            except NotOurs as lost:
+                self.lost = lost
+                if self.on_lost is not None:
+                    self.on_lost(lost)
+                raise
             except StreamError as exc:
                 # Only interim writes raise (finals retry on their own). Back off, then write whatever
                 # is newest by then: the failed text is not replayed.
@@ -207,6 +243,7 @@ class Relay:
                 return  # closing while we waited: the final text is written instead (the loop comes back)
             current = self.text[start:].strip() if index == len(self.cuts) else current
             self._event(EXTERNAL_SOURCES if self._using_tools else GENERATING)
+            await self._check_owner()
             await self.gateway.update_message(self.ids[index], self.bot_id, {"text": current, "generating": True})
             self._note_patch(current)
         elif self._using_tools:
@@ -215,20 +252,30 @@ class Relay:
             self.first_text_at = time.monotonic()
 
     async def _post(self, index: int, text: str, *, generating: bool) -> None:
-        # The id is ours, chosen once per message: a post that timed out may still have landed, and
-        # its retry must not post the message twice. Stream refuses a second message with that id,
-        # which tells us the first is there; then the retry writes its text into it instead.
-        message_id = self._planned.setdefault(index, str(uuid.uuid4()))
+        # The id is derived from the command (ownership.message_id), never random: a post that
+        # timed out may still have landed, and an instance that reruns the reply after a crash
+        # must write into the same messages. Stream refuses a second message with an id it has.
+        message_id = self.ownership.message_id(index)
         fields: dict[str, Any] = {"id": message_id, "text": text, "ai_generated": True, "generating": generating}
         if self.parent_id:
             fields["parent_id"] = self.parent_id
+        await self._check_owner()
+        retry = index in self._sent
+        self._sent.add(index)
         try:
             await self.gateway.send_message(self.cid, self.bot_id, fields)
         except StreamError as exc:
             if not exc.already_exists:
                 raise
+            # Ours if this run sent it before, or if this is a rerun (the earlier run's): write
+            # into it. Otherwise another instance is answering the same command.
+            if not (retry or self.ownership.rerun):
+                raise NotOurs("duplicate") from None
+            await self._check_owner()
             await self.gateway.update_message(message_id, self.bot_id, {"text": text, "generating": generating})
         self.ids[index] = message_id
+        if index + 1 > self.ownership.earlier_messages:
+            await self.ownership.posted(index + 1)
         self._note_patch(text)
 
     def _note_patch(self, text: str) -> None:
@@ -245,6 +292,7 @@ class Relay:
             try:
                 if index in self.ids:
                     await self.pacing.write_slot(urgent=True)  # never waits, but counts against the app's budget
+                    await self._check_owner()
                     await self.gateway.update_message(self.ids[index], self.bot_id, {"text": text, "generating": False})
                     self._note_patch(text)
                 else:
@@ -258,7 +306,9 @@ class Relay:
                 self._timed_out |= exc.status == 0
                 remaining = deadline - time.monotonic()
                 if not exc.retryable or remaining <= 0:
-                    log.error("final text of a reply in %s was not written: %s", self.cid, exc)
+                    self.unfinished.append(self.ownership.message_id(index))
+                    log.error("final text of reply message %s in %s was not written, so it may still show as "
+                              "generating: %s", self.ownership.message_id(index), self.cid, exc)
                     return
                 delay = min(_backoff(exc, attempt), remaining)
                 log.warning("final text in %s failed (%s); retrying in %.2fs", self.cid, exc, delay)
@@ -282,10 +332,54 @@ class Relay:
 
     async def _send_events(self) -> None:
         while (event := await self._events.get()) is not None:
+            if not await self.ownership.may_write():
+                return  # another instance's reply now: its indicator is not ours to change
             try:
                 await self.gateway.send_event(self.cid, self.bot_id, event)
             except StreamError as exc:
                 log.info("indicator event %s in %s dropped: %s", event["type"], self.cid, exc)
+
+
+class NotOurs(Exception):
+    """Another instance owns this reply ("lease lost"), or is already answering the command ("duplicate")."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Ownership(Protocol):
+    """Whose reply this is, and the message ids it writes under (see slashbots/leases.py)."""
+
+    rerun: bool  # an earlier run of the same reply may have posted its messages
+    earlier_messages: int  # how many messages earlier runs posted
+
+    def message_id(self, index: int) -> str: ...
+
+    async def may_write(self) -> bool: ...
+
+    async def posted(self, count: int) -> None:
+        """The reply now spans ``count`` messages."""
+        ...
+
+
+class _OnlyHere:
+    """A reply no other instance can run: fresh ids, always ours."""
+
+    rerun = False
+    earlier_messages = 0
+
+    def __init__(self) -> None:
+        self._ids: dict[int, str] = {}
+
+    def message_id(self, index: int) -> str:
+        return self._ids.setdefault(index, str(uuid.uuid4()))
+
+    async def may_write(self) -> bool:
+        return True
+
+    async def posted(self, count: int) -> None:
+        pass
 
 
 class Pacing(Protocol):

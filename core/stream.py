@@ -118,13 +118,15 @@ class StreamGateway:
             if self.metrics is not None:
                 self.metrics.stream_calls.labels(operation, str(status)).inc()
 
-    async def _write(self, operation: str, what: str, method: str, path: str, payload: dict[str, Any]) -> None:
+    async def _write(self, operation: str, what: str, method: str, path: str, payload: dict[str, Any] | None,
+                     query: str = "") -> None:
         """One reply write, straight over HTTP; errors and metrics as ``_call``'s. The answer on
         success is not read: nothing needs it, and decoding a whole message is a cost per write."""
         writer = self.writer
         status = 0
         try:
-            response = await writer.request(method, path + self._query, json.dumps(payload).encode())
+            body = b"" if payload is None else json.dumps(payload).encode()
+            response = await writer.request(method, path + self._query + query, body)
             status = response.status
         except (asyncio.TimeoutError, OSError) as exc:
             raise self._unreachable(what, exc) from None
@@ -193,6 +195,11 @@ class StreamGateway:
     async def update_message(self, message_id: str, user_id: str, fields: dict[str, Any]) -> None:
         payload = {"set": fields, "user": {"id": user_id}}
         await self._write("UpdateMessagePartial", "update a message", "PUT", f"/messages/{quote(message_id, safe='')}", payload)
+
+    async def delete_message(self, message_id: str) -> None:
+        """Remove a message for good (hard delete): a leftover of an earlier run of the same reply."""
+        await self._write("DeleteMessage", "delete a message", "DELETE",
+                          f"/messages/{quote(message_id, safe='')}", None, query="&hard=true")
 
     async def send_event(self, cid: str, user_id: str, event: dict[str, Any]) -> None:
         payload = {"event": {**event, "user": {"id": user_id}}}
