@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 from slashbots.config import Config
 from slashbots.metrics import Metrics
 from slashbots.plugin_manager import PluginManager, build_providers, close_providers, plugin_manager
+from slashbots.proxies import UnsupportedProxy
 from slashbots.replies import Replies
 from slashbots.stream import StreamError, StreamGateway, describe_error
 from slashbots.sync import handler_url_for, sync_bots
@@ -47,7 +48,10 @@ def create_app(
     pm = pm or plugin_manager(config)
     providers = build_providers(config, pm)
     metrics = Metrics()
-    gateway = StreamGateway(config.stream.api_key, config.stream.api_secret, base_url=stream_url, metrics=metrics)
+    try:
+        gateway = StreamGateway(config.stream.api_key, config.stream.api_secret, base_url=stream_url, metrics=metrics)
+    except UnsupportedProxy as exc:
+        raise StartupError(str(exc)) from None
     replies = Replies(
         gateway, providers, pm.hook,
         max_in_flight=config.server.max_replies_in_flight,
