@@ -97,6 +97,8 @@ class _ErrorBody:
     def reason(self) -> str:
         words = f"{self.code} {self.type}".lower()
         message = self.message.lower()
+        if self.status == 407:
+            return "proxy"
         if "insufficient_quota" in words:
             return "quota"
         if "context_length" in words or "context_size" in words or re.search(
@@ -135,9 +137,13 @@ class OpenAIClient:
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             s = self.settings
+            # trust_env: HTTPS_PROXY, HTTP_PROXY, NO_PROXY (and lower-case names) and SSL_CERT_FILE, read
+            # once, here, for the chat and the moderation calls alike. It is httpx's default, stated because
+            # users behind an egress proxy rely on it (tests/test_outbound_proxy.py).
             self._http = httpx.AsyncClient(
                 timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout),
                 headers={"User-Agent": "slashbots-chatgpt"},
+                trust_env=True,
             )
         return self._http
 
@@ -311,6 +317,11 @@ class OpenAIClient:
                 f"{name} rejected this bot's API key, so the bot can't answer. "
                 f"Whoever runs the bot should check the key ({endpoint.key_hint})."
             )
+        elif reason == "proxy":
+            text = (
+                f"The bot couldn't get through its proxy to {endpoint.service}: the proxy refused its credentials "
+                "(HTTP 407). Whoever runs the bot should check HTTPS_PROXY and HTTP_PROXY."
+            )
         elif reason == "forbidden":
             text = (
                 f"{name} refused access (HTTP 403): this bot's API key may not be allowed to use it, "
@@ -364,7 +375,7 @@ class OpenAIClient:
         return APIFailure(text, reason, status)
 
     def _moderation_failure(self, failure: APIFailure) -> APIFailure:
-        if failure.reason in ("auth", "quota"):
+        if failure.reason in ("auth", "quota", "proxy"):
             return failure  # the same words fit: the operator has the same thing to fix
         setup = {
             "not_found": "there is no moderation endpoint at the configured address",
@@ -417,6 +428,13 @@ class OpenAIClient:
                 if during_answer
                 else f"{name} ended the answer before sending any of it. Please try again.",
                 "cut_off",
+            )
+        if isinstance(exc, httpx.ProxyError) and not during_answer:
+            # httpx's message is the proxy's status line ("407 Proxy Authentication Required"): no URL, no credentials.
+            return APIFailure(
+                f"The bot couldn't get through its proxy to {service} ({exc}). "
+                "Whoever runs the bot should check HTTPS_PROXY and HTTP_PROXY.",
+                "proxy",
             )
         if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
             return APIFailure(
