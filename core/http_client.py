@@ -108,12 +108,8 @@ class _Tunnel(asyncio.Protocol):
     """A connection to a proxy until it answers CONNECT; then the connection carries TLS to the origin."""
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
         self.answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._head = b""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         self._head += data

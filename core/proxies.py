@@ -4,9 +4,11 @@
 count too and win over upper-case ones. NO_PROXY lists hosts that are reached directly: a name
 covers itself and its subdomains (``example.com`` and ``.example.com`` both cover
 ``chat.example.com``), an address itself, ``*`` every host. That is urllib's reading, which
-aiohttp's ``trust_env`` also uses; the ChatGPT provider's httpx reads the same variables the
-same way. Like httpx, the environment is read when a client is built, once: a running server
-does not see later changes.
+aiohttp's ``trust_env`` also uses; the ChatGPT provider's httpx reads the same variables to the
+same effect (and ALL_PROXY besides). Loopback addresses get no exception, as in urllib, httpx
+and curl: behind a proxy, NO_PROXY should list ``localhost,127.0.0.1`` (the sandbox's stand-in
+for Stream lives there). Like httpx, the environment is read when a client is built, once: a
+running server does not see later changes.
 
 A proxy URL may carry credentials (``http://user:password@proxy:3128``). They leave this module
 only as the Proxy-Authorization header and in ``Proxy.url_with_credentials`` for aiohttp;

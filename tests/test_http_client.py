@@ -251,9 +251,10 @@ PASSWORD = "p@ss:word"
 
 
 def proxy_of(url: str, monkeypatch: pytest.MonkeyPatch, proxy: ForwardingProxy, password: str = PASSWORD) -> Proxy:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):  # none of the machine's settings, in either case
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
     monkeypatch.setenv("HTTPS_PROXY" if url.startswith("https") else "HTTP_PROXY", proxy.url_with("bots", password))
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
     found = proxy_for(url)
     assert found is not None
     return found
