@@ -72,11 +72,15 @@ def proxy_for(url: str) -> Proxy | None:
         setting = "http://" + setting  # "proxy:3128", as urllib and httpx take it
     proxy = urlsplit(setting)
     variable = f"{scheme.upper()}_PROXY"
+    try:
+        port = proxy.port or 80
+    except ValueError:  # urllib's message quotes the port, not the rest
+        raise UnsupportedProxy(f"{variable} names a port that is not a number from 0 to 65535") from None
     if proxy.scheme.lower() != "http" or not proxy.hostname:
-        shown = f"{proxy.scheme}://{proxy.hostname or ''}" + (f":{proxy.port}" if proxy.port else "")
+        shown = f"{proxy.scheme}://{proxy.hostname or ''}:{port}"
         raise UnsupportedProxy(f"{variable} is {shown}: only http:// proxies are supported for calls to Stream")
     authorization = None
     if proxy.username is not None or proxy.password is not None:
         credentials = f"{unquote(proxy.username or '')}:{unquote(proxy.password or '')}"
         authorization = "Basic " + base64.b64encode(credentials.encode()).decode("ascii")
-    return Proxy(proxy.hostname, proxy.port or 80, authorization, setting)
+    return Proxy(proxy.hostname, port, authorization, setting)

@@ -18,10 +18,11 @@ import ssl
 import threading
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Awaitable, Callable, Mapping
+from typing import Awaitable, Callable, Mapping, Self
 from urllib.parse import quote, urlsplit
 
 Address = tuple[str, int]
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class _Background:
         self._open_connections: dict[asyncio.Task, asyncio.StreamWriter] = {}
         self._onward: set[asyncio.StreamWriter] = set()  # connections made from here to a server
 
-    def start(self) -> _Background:
+    def start(self) -> Self:
         self._thread.start()
         self._server = asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -54,7 +55,7 @@ class _Background:
     async def _listen(self) -> asyncio.AbstractServer:
         raise NotImplementedError
 
-    def _serving(self, handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]):
+    def _serving(self, handle: Handler) -> Handler:
         """``handle`` for ``asyncio.start_server``, tracked so ``stop()`` can end kept-alive connections."""
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -85,7 +86,7 @@ class _Background:
         self._thread.join(10)
         self._loop.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
