@@ -1,4 +1,4 @@
-"""Run every benchmark, in one go, and write BENCHMARKS.md (under 5 minutes on 2 cores).
+"""Run every benchmark, in one go, and write BENCHMARKS.md (about 9 minutes on 2 cores).
 
     python benchmarks/run_all.py [--output BENCHMARKS.md] [--only sustained overload ...]
 
@@ -19,7 +19,7 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import concurrency, growth, machine, overload, sse, streaming, sustained  # noqa: E402
+from benchmarks import concurrency, growth, http_clients, machine, overload, sse, streaming, sustained  # noqa: E402
 from benchmarks.report import Section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,9 +56,16 @@ def _growth() -> Section:
     return growth.report(growth.run(growth.RATE, growth.DURATION), growth.RATE, growth.DURATION, command)
 
 
+def _http_clients() -> Section:
+    h = http_clients
+    command = (f"python benchmarks/http_clients.py --turns {h.TURNS} --seconds {h.SECONDS:g} "
+               f"--slow-seconds {h.SLOW_SECONDS:g} --latency-ms {h.LATENCY_MS:g}")
+    return h.report(h.run(), command)
+
+
 BENCHMARKS: dict[str, Callable[[], Section]] = {
     "sustained": _sustained, "overload": _overload, "streaming": _streaming,
-    "concurrency": _concurrency, "sse": _sse, "growth": _growth,
+    "concurrency": _concurrency, "sse": _sse, "growth": _growth, "http_clients": _http_clients,
 }
 
 

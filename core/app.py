@@ -13,6 +13,7 @@ from typing import AsyncIterator, Callable, Sequence
 from slashbots.config import Config
 from slashbots.metrics import Metrics
 from slashbots.plugin_manager import PluginManager, build_providers, close_providers, plugin_manager
+from slashbots.proxies import UnsupportedProxy
 from slashbots.replies import Replies
 from slashbots.shared import SharedState
 from slashbots.shared.local import LocalState
@@ -87,7 +88,10 @@ def create_app(
     tools = bot_tools(config, pm)
     providers = build_providers(config, pm)
     metrics = Metrics()
-    gateway = StreamGateway(config.stream.api_key, config.stream.api_secret, base_url=stream_url, metrics=metrics)
+    try:
+        gateway = StreamGateway(config.stream.api_key, config.stream.api_secret, base_url=stream_url, metrics=metrics)
+    except UnsupportedProxy as exc:
+        raise StartupError(str(exc)) from None
     shared = shared_state(config, metrics)
     replies = Replies(
         gateway, providers, pm.hook,

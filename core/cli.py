@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from slashbots import logs
 from slashbots.config import Config, ConfigError, load_config
 from slashbots.plugin_manager import PluginError, build_providers, close_providers, plugin_manager, providers
+from slashbots.proxies import UnsupportedProxy
 from slashbots.stream import StreamError, StreamGateway, describe_error
 from slashbots.sync import SyncPlan, SyncRefused, handler_url_for, sync_bots
 from slashbots.tools import bot_tools, tools
@@ -100,6 +101,9 @@ def _sync(args: argparse.Namespace) -> int:
     except SyncRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except UnsupportedProxy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print("plan (nothing written, --dry-run):" if args.dry_run else "synced:")
     for line in plan.describe():
         print(f"  {line}")

@@ -3,26 +3,32 @@
 Everything else in the server speaks in plain Python values and catches one exception,
 StreamError. (The sandbox's chat page and the test fixture use stream_chat too: they play
 Stream's users, and must not share the server's code.)
+
 Set-up and reads go through the SDK. The three writes every reply makes (send a message,
 update it, send an indicator event) go through slashbots.http_client with the SDK's own
 credentials: at hundreds of replies a second the SDK and aiohttp were most of the server's
-CPU (benchmarks/profiles.md).
+CPU (benchmarks/profiles.md). Both go through the proxy that HTTPS_PROXY or HTTP_PROXY
+names for Stream's URL, unless NO_PROXY covers it (slashbots.proxies).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import ssl
 import time
 from typing import Any, Mapping
 from urllib.parse import quote
 
 import aiohttp
+from stream_chat import StreamChatAsync
+from stream_chat.base.exceptions import StreamAPIException
+
 from slashbots.http_client import HTTPClient
 from slashbots.metrics import Metrics
 from slashbots.provider import ChatMessage
-from stream_chat import StreamChatAsync
-from stream_chat.base.exceptions import StreamAPIException
+from slashbots.proxies import Proxy, proxy_for
 
 DEFAULT_BASE_URL = "https://chat.stream-io-api.com"
 
@@ -47,7 +53,24 @@ class StreamError(Exception):
 
 
 class _Client(StreamChatAsync):
-    """The SDK's client, but errors keep the response headers (for X-RateLimit-Reset)."""
+    """The SDK's client, through ``proxy``; errors keep the response headers (for X-RateLimit-Reset)."""
+
+    def __init__(self, api_key: str, api_secret: str, *, timeout: float, base_url: str, proxy: Proxy | None) -> None:
+        super().__init__(api_key, api_secret, timeout=timeout, base_url=base_url)
+        # The SDK's own session leaves out the proxy (it has no trust_env). This one is the same with the
+        # proxy, resolved once: aiohttp's trust_env would look it up in a thread on every request, and add
+        # ~/.netrc credentials that clash with the SDK's Authorization header. The SDK's session is unused.
+        self._unused_session = self.session
+        self.set_http_session(aiohttp.ClientSession(
+            base_url=self.base_url,
+            # The trust store as the writer reads it, SSL_CERT_FILE included (aiohttp's default is read at import).
+            connector=aiohttp.TCPConnector(keepalive_timeout=59.0, ssl=ssl.create_default_context()),
+            proxy=proxy.url_with_credentials if proxy else None,
+        ))
+
+    async def close(self) -> None:
+        await self._unused_session.close()
+        await super().close()
 
     async def _parse_response(self, response: aiohttp.ClientResponse) -> Any:
         try:
@@ -65,22 +88,20 @@ class StreamGateway:
         self.metrics = metrics
         self._key = api_key
         self._secret = api_secret
-        self._base_url = base_url
+        # As the SDK would choose it, but known now: the proxy depends on it.
+        self.base_url = base_url or os.environ.get("STREAM_CHAT_URL") or DEFAULT_BASE_URL
+        self.proxy = proxy_for(self.base_url)  # raises UnsupportedProxy for one we cannot speak to
         self._timeout = timeout
         self._client: _Client | None = None
         self._writer: HTTPClient | None = None
         self._query = f"?api_key={quote(api_key, safe='')}"
 
     @property
-    def base_url(self) -> str:
-        return self.client.base_url
-
-    @property
     def client(self) -> _Client:
         # The SDK opens an aiohttp session in its constructor, which needs a running loop.
         if self._client is None:
-            options = {"base_url": self._base_url} if self._base_url else {}
-            self._client = _Client(self._key, self._secret, timeout=self._timeout, **options)
+            self._client = _Client(self._key, self._secret, timeout=self._timeout, base_url=self.base_url,
+                                   proxy=self.proxy)
         return self._client
 
     @property
@@ -88,9 +109,10 @@ class StreamGateway:
         if self._writer is None:
             client = self.client
             self._writer = HTTPClient(
-                client.base_url,
+                self.base_url,
                 {"Authorization": client.auth_token, "stream-auth-type": "jwt", "X-Stream-Client": "slashbots"},
                 timeout=self._timeout,
+                proxy=self.proxy,
             )
         return self._writer
 
@@ -138,7 +160,12 @@ class StreamGateway:
 
     def _unreachable(self, what: str, exc: BaseException) -> StreamError:
         reason = type(exc).__name__ if isinstance(exc, asyncio.TimeoutError) else str(exc) or type(exc).__name__
-        return StreamError(f"{what}: could not reach Stream at {self.base_url} ({reason})")
+        if self.proxy is None:
+            return StreamError(f"{what}: could not reach Stream at {self.base_url} ({reason})")
+        # aiohttp's errors may spell out the proxy URL it was given, password and all.
+        return StreamError(self.proxy.hide(
+            f"{what}: could not reach Stream at {self.base_url} through the proxy at {self.proxy} ({reason})"
+        ))
 
     # -- set-up: users, commands, channel types, the handler URL ---------------------------------
 
@@ -241,6 +268,9 @@ def _channel_path(cid: str) -> str:
 
 def _error(what: str, status: int, text: str, headers: Mapping[str, str]) -> StreamError:
     """Stream's error answer as a StreamError: its message and code, and when to come back."""
+    if status == 407:  # the proxy's answer to a plain-HTTP request, not Stream's
+        return StreamError(f"{what}: the proxy refused the request (HTTP 407): check the credentials in HTTP_PROXY",
+                           status=status)
     try:
         parsed = json.loads(text)
     except ValueError:

@@ -1,4 +1,4 @@
-"""slashbots.http_client against a real HTTP/1.1 server on loopback that misbehaves on request."""
+"""slashbots.http_client against a real HTTP/1.1 server on loopback that misbehaves on request, directly and through a proxy."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import pytest
 import trustme
 
 from slashbots.http_client import HTTPClient, HTTPError
+from slashbots.proxies import Proxy, proxy_for
+from tests.support.proxy import ForwardingProxy
 
 Reply = Callable[[asyncio.StreamWriter, bytes, bytes], Awaitable[bool]]  # -> keep the connection open?
 
@@ -239,3 +241,94 @@ async def test_https_checks_the_certificate_against_the_host_name(serve, monkeyp
 def test_only_http_urls_are_taken():
     with pytest.raises(ValueError, match="not an http"):
         HTTPClient("ftp://example.com", {}, timeout=1)
+
+
+# -- through a proxy --------------------------------------------------------------------------------
+# The origin's name resolves only in the test's proxy, so a request that reached it went through the proxy.
+
+ORIGIN = "origin.proxied.test"
+PASSWORD = "p@ss:word"
+
+
+def proxy_of(url: str, monkeypatch: pytest.MonkeyPatch, proxy: ForwardingProxy, password: str = PASSWORD) -> Proxy:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):  # none of the machine's settings, in either case
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY" if url.startswith("https") else "HTTP_PROXY", proxy.url_with("bots", password))
+    found = proxy_for(url)
+    assert found is not None
+    return found
+
+
+@pytest.fixture
+def tls(monkeypatch, tmp_path) -> ssl.SSLContext:
+    """A server context for ORIGIN, from a CA the client trusts."""
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert(ORIGIN).configure_cert(context)
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    return context
+
+
+async def test_plain_http_goes_through_the_proxy_in_absolute_form_with_its_credentials(serve, monkeypatch):
+    server, port = await serve()
+    with ForwardingProxy({ORIGIN: "127.0.0.1"}, ("bots", PASSWORD)) as proxy:
+        url = f"http://{ORIGIN}:{port}/base"
+        client = HTTPClient(url, {"Authorization": "token"}, timeout=5, proxy=proxy_of(url, monkeypatch, proxy))
+        first = await client.request("POST", "/one?x=1", b'{"a":1}')
+        second = await client.request("PUT", "/two", b'{"b":2}')
+        await client.close()
+    assert (first.status, first.body, second.body) == (200, b'{"a":1}', b'{"b":2}')
+    assert [(p.method, p.target, p.answered) for p in proxy.passed] == [
+        ("POST", f"http://{ORIGIN}:{port}/base/one?x=1", 200), ("PUT", f"http://{ORIGIN}:{port}/base/two", 200)]
+    assert all(p.authorization == proxy_for(url).authorization for p in proxy.passed)
+    head = server.requests[0][0].decode()
+    assert head.startswith("POST /base/one?x=1 HTTP/1.1\r\n") and f"Host: {ORIGIN}:{port}\r\n" in head
+    assert "Authorization: token\r\n" in head and "proxy-authorization" not in head.lower()
+
+
+async def test_https_goes_through_a_connect_tunnel_kept_alive_and_checks_the_origins_certificate(serve, monkeypatch, tls):
+    server, port = await serve(echo, tls)
+    with ForwardingProxy({ORIGIN: "127.0.0.1", "other.proxied.test": "127.0.0.1"}, ("bots", PASSWORD)) as proxy:
+        url = f"https://{ORIGIN}:{port}"
+        client = HTTPClient(url, {}, timeout=5, proxy=proxy_of(url, monkeypatch, proxy))
+        bodies = [(await client.request("POST", "/", b"%d" % n)).body for n in range(3)]
+        await client.close()
+
+        wrong_name = HTTPClient(f"https://other.proxied.test:{port}", {}, timeout=5, proxy=proxy_for(url))
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await wrong_name.request("POST", "/", b"x")
+        await wrong_name.close()
+    assert bodies == [b"0", b"1", b"2"]
+    assert [(p.method, p.target, p.answered) for p in proxy.passed[:1]] == [("CONNECT", f"{ORIGIN}:{port}", 200)]
+    assert proxy.passed[0].authorization == proxy_for(url).authorization
+    assert len(proxy.passed) == 2 and server.connections == 1  # one tunnel for three requests; one refused by TLS
+
+
+@pytest.mark.parametrize("scheme", ["https", "http"])
+async def test_a_proxy_that_refuses_the_credentials_is_an_error_without_them(serve, monkeypatch, tls, scheme):
+    server, port = await serve(echo, tls if scheme == "https" else None)
+    with ForwardingProxy({ORIGIN: "127.0.0.1"}, ("bots", "another")) as proxy:
+        url = f"{scheme}://{ORIGIN}:{port}"
+        client = HTTPClient(url, {}, timeout=5, proxy=proxy_of(url, monkeypatch, proxy))
+        if scheme == "https":
+            with pytest.raises(HTTPError, match=f"the proxy at {proxy.url} refused a tunnel to {ORIGIN}:{port}: .*407") as caught:
+                await client.request("POST", "/", b"x")
+            assert PASSWORD not in str(caught.value) and "p%40ss" not in str(caught.value)
+        else:  # the proxy's answer, for the caller to judge (core/stream.py words a 407)
+            assert (await client.request("POST", "/", b"x")).status == 407
+        await client.close()
+    assert server.requests == []
+
+
+async def test_an_unreachable_proxy_is_an_os_error(monkeypatch):
+    with ForwardingProxy() as gone:
+        pass  # its port is closed now
+    for url in (f"https://{ORIGIN}", f"http://{ORIGIN}"):
+        client = HTTPClient(url, {}, timeout=5, proxy=proxy_of(url, monkeypatch, gone))
+        with pytest.raises(OSError) as caught:
+            await client.request("POST", "/", b"x")
+        assert PASSWORD not in str(caught.value)
+        await client.close()

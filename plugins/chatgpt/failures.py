@@ -55,6 +55,8 @@ class ErrorBody:
     def reason(self) -> str:
         words = f"{self.code} {self.type}".lower()
         message = self.message.lower()
+        if self.status == 407:
+            return "proxy"
         if "insufficient_quota" in words:
             return "quota"
         if "context_length" in words or "context_size" in words or re.search(

@@ -74,9 +74,13 @@ class OpenAIClient:
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             s = self.settings
+            # trust_env: HTTPS_PROXY, HTTP_PROXY, NO_PROXY (and lower-case names) and SSL_CERT_FILE, read
+            # once, here, for the chat and the moderation calls alike. It is httpx's default, stated because
+            # users behind an egress proxy rely on it (tests/test_outbound_proxy.py).
             self._http = httpx.AsyncClient(
                 timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout),
                 headers={"User-Agent": "slashbots-chatgpt"},
+                trust_env=True,
             )
         return self._http
 
@@ -270,6 +274,8 @@ class OpenAIClient:
     def _transport_failure(self, endpoint: Endpoint, exc: Exception, *, during_answer: bool) -> APIFailure:
         if isinstance(exc, _StreamCutOff):
             kind = "cut_off"
+        elif isinstance(exc, httpx.ProxyError) and not during_answer:
+            kind = "proxy"
         elif isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
             kind = "timeout"
         else:

@@ -34,6 +34,11 @@ def status_failure(error: ErrorBody, *, service: str, key_hint: str, settings: S
             f"{name} rejected this bot's API key, so the bot can't answer. "
             f"Whoever runs the bot should check the key ({key_hint})."
         )
+    elif reason == "proxy":
+        text = (
+            f"The bot couldn't get through its proxy to {service}: the proxy refused its credentials "
+            "(HTTP 407). Whoever runs the bot should check HTTPS_PROXY and HTTP_PROXY."
+        )
     elif reason == "forbidden":
         text = (
             f"{name} refused access (HTTP 403): this bot's API key may not be allowed to use it, "
@@ -101,7 +106,7 @@ def stream_failure(error: ErrorBody, *, service: str, key_hint: str, settings: S
 
 def moderation_failure(failure: APIFailure, *, moderation_model: str) -> APIFailure:
     """Why the question was not sent: moderation, which runs first, could not say yes or no."""
-    if failure.reason in ("auth", "quota"):
+    if failure.reason in ("auth", "quota", "proxy"):
         return failure  # the same words fit: the operator has the same thing to fix
     if failure.reason in MODERATION_SETUP_REASONS:
         what = {
@@ -127,7 +132,7 @@ def moderation_failure(failure: APIFailure, *, moderation_model: str) -> APIFail
 
 
 def transport_failure(kind: str, *, service: str, read_timeout: float, during_answer: bool) -> APIFailure:
-    """For a call that broke on the way: ``kind`` is ``cut_off``, ``timeout`` or ``connection``.
+    """For a call that broke on the way: ``kind`` is ``cut_off``, ``proxy``, ``timeout`` or ``connection``.
 
     ``during_answer``: some of the answer was already shown, so it is left unfinished.
     """
@@ -138,6 +143,10 @@ def transport_failure(kind: str, *, service: str, read_timeout: float, during_an
             if during_answer
             else f"{name} ended the answer before sending any of it. Please try again."
         )
+    elif kind == "proxy":
+        # httpx's message would be the proxy's status line: no URL, no credentials, but nothing the user needs.
+        text = (f"The bot couldn't get through its proxy to {service}. "
+                "Whoever runs the bot should check HTTPS_PROXY and HTTP_PROXY.")
     elif kind == "timeout":
         text = (
             f"{name} stopped sending the answer partway through (nothing arrived for {read_timeout:g} seconds)."
