@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import contextlib
 import logging
@@ -20,7 +21,7 @@ from slashbots.shared.local import LocalState
 from slashbots.stream import StreamError, StreamGateway, describe_error
 from slashbots.sync import SyncRefused, handler_url_for, sync_bots
 from slashbots.tools import bot_tools
-from slashbots.webhook import WebhookEndpoint
+from slashbots.webhook import WebhookEndpoint, rebuild_request
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -65,7 +66,8 @@ def shared_state(config: Config, metrics: Metrics | None = None) -> SharedState:
     # The API key names the Stream app: two apps' deployments may share one Redis without mixing.
     return RedisState(config.server.redis_url, prefix=f"slashbots:{config.stream.api_key}:",
                       writes_per_second=config.server.stream_writes_per_second,
-                      timeout=config.server.redis_timeout_ms / 1000, metrics=metrics)
+                      timeout=config.server.redis_timeout_ms / 1000, lease=config.server.reply_lease_seconds,
+                      metrics=metrics)
 
 
 def create_app(
@@ -93,22 +95,18 @@ def create_app(
     except UnsupportedProxy as exc:
         raise StartupError(str(exc)) from None
     shared = shared_state(config, metrics)
+    bots = {bot.command: bot for bot in config.bots}
     replies = Replies(
         gateway, providers, pm.hook,
         max_in_flight=config.server.max_replies_in_flight,
         max_lag=config.server.max_loop_lag_ms / 1000,
-        pacing=shared,
+        shared=shared,
+        lease_seconds=config.server.reply_lease_seconds,
+        rebuild=functools.partial(rebuild_request, bots),
         metrics=metrics,
         tools=tools,
     )
-    webhook = WebhookEndpoint(
-        config.stream.api_key,
-        config.stream.api_secret,
-        {bot.command: bot for bot in config.bots},
-        replies,
-        shared,
-        metrics,
-    )
+    webhook = WebhookEndpoint(config.stream.api_key, config.stream.api_secret, bots, replies, shared, metrics)
     public_url = public_url if public_url is not None else os.environ.get("SLASHBOTS_PUBLIC_URL")
     handler_url = handler_url_for(config, public_url)
 
@@ -150,6 +148,7 @@ def create_app(
         await shared.start()
         syncing = asyncio.create_task(keep_syncing(app)) if sync else None
         watching = asyncio.create_task(replies.lag.watch())
+        leasing = asyncio.create_task(replies.keep_leases())
         try:
             yield
         finally:
@@ -160,6 +159,7 @@ def create_app(
             stopped_at = app.state.stop_clock.mark()
             finish_by = stopped_at + config.server.shutdown_timeout
             await replies.drain(finish_by, finish_by + ENDING_GRACE)
+            leasing.cancel()  # after the drain: replies finishing in it still need their leases renewed
             try:
                 async with asyncio.timeout(max(finish_by + SHUTDOWN_OVERRUN - 0.25 - time.monotonic(), 0.1)):
                     await close_providers(providers)

@@ -88,6 +88,7 @@ class ServerSettings:
     shutdown_timeout: float = 20.0
     redis_url: str | None = field(default=None, repr=False)  # shared state for several instances; may hold a password
     redis_timeout_ms: int = 50  # total Redis time allowed in one ack
+    reply_lease_seconds: float = 5.0  # with Redis: a dead instance's reply is claimed within twice this
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,7 @@ class _Reader:
     def server(self, value: Any) -> ServerSettings:
         section = self.mapping(value, "server", optional={"max_replies_in_flight", "max_loop_lag_ms",
                                                           "stream_writes_per_second", "shutdown_timeout",
-                                                          "redis_url", "redis_timeout_ms"})
+                                                          "redis_url", "redis_timeout_ms", "reply_lease_seconds"})
         defaults = ServerSettings()
         # The environment wins, so one image can run with or without Redis.
         redis_url = self.environ.get("SLASHBOTS_REDIS_URL") or self.optional_string(section, "redis_url", "server")
@@ -212,6 +213,8 @@ class _Reader:
             redis_url=redis_url or None,
             redis_timeout_ms=self.number(section, "redis_timeout_ms", "server", defaults.redis_timeout_ms,
                                          minimum=1, integer=True),
+            reply_lease_seconds=self.number(section, "reply_lease_seconds", "server", defaults.reply_lease_seconds,
+                                            minimum=1),
             max_replies_in_flight=self.number(section, "max_replies_in_flight", "server", defaults.max_replies_in_flight,
                                               minimum=1, integer=True),
             max_loop_lag_ms=self.number(section, "max_loop_lag_ms", "server", defaults.max_loop_lag_ms,

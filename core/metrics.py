@@ -61,6 +61,14 @@ class Metrics:
             "slashbots_duplicate_replies", "Replies stopped because another instance was already answering the "
             "same command (possible only while Redis is away).", ["command"], registry=self.registry,
         )
+        self.replies_taken_over = Counter(
+            "slashbots_replies_taken_over", "Replies this instance claimed from an instance that died or handed "
+            "them back, and ran again.", registry=self.registry,
+        )
+        self.replies_left_generating = Counter(
+            "slashbots_replies_left_generating", "Reply messages whose final text Stream refused until the deadline "
+            "(they may still show as generating; the log names them).", registry=self.registry,
+        )
         self.stream_calls = Counter(
             "slashbots_stream_calls", "Calls to Stream's API by operation and HTTP status (0: no answer).",
             ["operation", "status"], registry=self.registry,

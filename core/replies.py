@@ -2,7 +2,9 @@
 
 Jobs run in the background after the webhook has answered Stream. The set of running
 jobs holds strong references (the event loop keeps only weak ones) and is drained on
-shutdown, so no accepted command ends without a final message.
+shutdown, so no accepted command ends without a final message. With Redis, jobs are
+durable (slashbots/leases.py): leased, run again elsewhere if this instance dies, and
+handed over rather than cut short on shutdown.
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ import asyncio
 import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Mapping
 
 from slashbots import logs
 from slashbots.capacity import LoopLag
 from slashbots.metrics import Metrics
 from slashbots.provider import ChatMessage, CommandRequest, Provider, ProviderError, Refusal, ToolUse
-from slashbots.relay import Pacing, Relay
+from slashbots.leases import Lease, LeaseKeeper, reply_message_id
+from slashbots.relay import NotOurs, Relay
+from slashbots.shared import Orphan, SharedState
+from slashbots.shared.local import LocalState
 from slashbots.stream import StreamGateway
 from slashbots.tool_lines import tool_line
 
@@ -29,10 +35,29 @@ log = logging.getLogger("slashbots.replies")
 DEFAULT_MAX_MESSAGE_LENGTH = 5000
 LAST_RESORT_APOLOGY = "Sorry, {name} could not answer. The details are in the server log."
 SHUTDOWN_NOTE = "The server shut down before the answer was finished. Please ask again."
+MAX_ATTEMPTS = 3  # runs of one reply before it is ended with TOO_MANY_ATTEMPTS instead of run again
+TOO_MANY_ATTEMPTS = "The answer was interrupted several times (its server kept stopping). Please ask again."
+QUIET_OUTCOMES = frozenset({"handed_back", "lease_lost", "duplicate"})  # ended here without a word, on purpose
+OWN_MESSAGES = 8  # a reply's messages left out of its own history (more would be over 40,000 characters)
+
+
+def job_id(request: CommandRequest) -> str:
+    """The reply job's name: one per bot and message (two bots mentioned in one message make two)."""
+    return f"{request.bot.command}:{request.message_id}"
+
+
+@dataclass
+class Job:
+    """One reply job running here: its request, its lease, and (once made) its relay."""
+
+    request: CommandRequest
+    lease: Lease
+    relay: Relay | None = None
+    quiet: str | None = None  # why it is being stopped without a word: handed_back, lease_lost, duplicate
 
 
 class Replies:
-    """Starts, tracks and drains reply jobs."""
+    """Starts, tracks and drains reply jobs; with Redis, keeps their leases and takes over others'."""
 
     def __init__(
         self,
@@ -42,7 +67,9 @@ class Replies:
         *,
         max_in_flight: int = 500,
         max_lag: float = 0.25,
-        pacing: Pacing | None = None,
+        shared: SharedState | None = None,
+        lease_seconds: float = 5.0,
+        rebuild: Callable[[str], CommandRequest | None] | None = None,
         metrics: Metrics | None = None,
         tools: Mapping[str, tuple[Tool, ...]] | None = None,
     ) -> None:
@@ -54,12 +81,16 @@ class Replies:
         self.max_in_flight = max_in_flight
         self.max_lag = max_lag
         self.lag = LoopLag()  # its watch() runs for the app's lifetime (see core/app.py)
-        self.pacing = pacing  # Stream's update budget, shared by every reply (and, with Redis, every instance)
+        # Stream's update budget, shared by every reply, and with Redis by every instance; and
+        # the jobs' leases, which make replies durable when the state is shared.
+        self.shared = shared or LocalState(writes_per_second=15.0)
+        self.leases = LeaseKeeper(self.shared, lease_seconds)
+        self.rebuild = rebuild  # a stored job's payload -> its request again (webhook.rebuild_request)
         self.accepting = True
         # Stream's default; channel types that set less are filled in by the start-up sync.
         self.max_message_length: dict[str, int] = {}
-        # Each running reply job, with its relay once it has one (for the shutdown log).
-        self.running: dict[asyncio.Task[None], tuple[CommandRequest, list[Relay]]] = {}
+        self.running: dict[asyncio.Task[None], Job] = {}
+        self._chores: set[asyncio.Task[None]] = set()  # small background writes, held until done
         self.finished = 0
 
     @property
@@ -67,28 +98,90 @@ class Replies:
         """No room for another reply: too many running, or the event loop already running late."""
         return len(self.running) >= self.max_in_flight or self.lag.seconds > self.max_lag
 
-    def submit(self, request: CommandRequest) -> None:
-        """Start the reply in the background and return at once (called from the webhook's ack)."""
+    def submit(self, request: CommandRequest, *, durable: bool = False, attempt: int = 1,
+               earlier_messages: int = 0) -> None:
+        """Start the reply in the background and return at once (called from the webhook's ack).
+
+        ``durable``: its job was recorded in Redis, leased to this instance; ``attempt`` > 1 runs
+        again a job claimed from another instance, whose earlier runs posted ``earlier_messages``.
+        """
         request = dataclasses.replace(request, _history=self._history_reader(request),
                                       tools=self.tools.get(request.bot.command, ()))
-        relays: list[Relay] = []
-        task = asyncio.create_task(self.run(request, relays), name=f"reply {request.message_id}")
-        self.running[task] = (request, relays)
+        lease = Lease(self.leases, job_id(request), durable=durable, attempt=attempt, earlier_messages=earlier_messages)
+        if durable:
+            self.leases.hold(lease.job_id)
+        job = Job(request, lease)
+        task = asyncio.create_task(self.run(job), name=f"reply {request.message_id}")
+        self.running[task] = job
         task.add_done_callback(self._done)
         if self.metrics is not None:
             self.metrics.replies_in_flight.set(len(self.running))
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self.running.pop(task, None)
+        job = self.running.pop(task, None)
+        if job is not None and job.quiet is None:
+            self.leases.drop(job.lease.job_id)
         if self.metrics is not None:
             self.metrics.replies_in_flight.set(len(self.running))
 
-    async def drain(self, finish_by: float, give_up_at: float) -> None:
-        """Let running replies finish until ``finish_by``, then end the rest saying so.
+    # -- leases: with Redis, replies outlive this instance ----------------------------------------
 
-        Both are ``time.monotonic()`` deadlines. Ending a reply honestly means writing its
-        note to Stream, which may be failing too: whatever has not ended by ``give_up_at`` is
-        abandoned, and named in the log, so shutdown keeps its deadline whatever Stream does.
+    async def keep_leases(self) -> None:
+        """Renew the leases of replies running here and take over replies whose instance is gone."""
+        if not self.shared.durable:
+            return
+        await self.leases.keep(self._lost, self._resume, self._room)
+
+    def _room(self) -> int:
+        if not self.accepting or self.lag.seconds > self.max_lag:
+            return 0
+        return self.max_in_flight - len(self.running)
+
+    def _lost(self, job_ids: set[str]) -> None:
+        for task, job in list(self.running.items()):
+            if job.lease.job_id in job_ids:
+                log.warning("reply to %s is no longer ours (another instance took it over, or it was stopped); "
+                            "stopping here without another write", job.lease.job_id)
+                self._stop_quietly(task, job, "lease_lost")
+
+    def _stop_quietly(self, task: asyncio.Task[None], job: Job, why: str) -> None:
+        if job.quiet is None:
+            job.quiet = why
+            self.leases.drop(job.lease.job_id)
+            task.cancel()
+
+    def _resume(self, orphans: list[Orphan]) -> None:
+        for orphan in orphans:
+            if orphan.stopped:  # a user stopped it: never run again (its message keeps what it showed)
+                self.leases.drop(orphan.id)
+                self._chore(self.shared.finish(orphan.id))
+                continue
+            request = self.rebuild(orphan.payload) if self.rebuild is not None else None
+            if request is None:
+                log.error("job %s cannot be run again here (its bot is not in this bots.yaml); dropping it", orphan.id)
+                self.leases.drop(orphan.id)
+                self._chore(self.shared.finish(orphan.id))
+                continue
+            log.info("taking over the reply to %s (attempt %d)", orphan.id, orphan.attempt)
+            if self.metrics is not None:
+                self.metrics.replies_taken_over.inc()
+            self.submit(request, durable=True, attempt=orphan.attempt, earlier_messages=orphan.messages)
+
+    def _chore(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
+    # -- shutdown ------------------------------------------------------------------------------------
+
+    async def drain(self, finish_by: float, give_up_at: float) -> None:
+        """Let running replies finish until ``finish_by``, then hand them over or end them saying so.
+
+        Both are ``time.monotonic()`` deadlines. With Redis, a reply still running is handed
+        back (its lease released at once) for another instance to run whole. Otherwise it is
+        ended with a note, and ending honestly means writing to Stream, which may be failing
+        too: whatever has not ended by ``give_up_at`` is abandoned and named in the log, so
+        shutdown keeps its deadline whatever Stream does.
         """
         self.accepting = False
         if not self.running:
@@ -97,29 +190,40 @@ class Replies:
         _, pending = await asyncio.wait(set(self.running), timeout=max(finish_by - time.monotonic(), 0))
         if not pending:
             return
+        handed = {task: self.running[task] for task in pending if task in self.running and self.running[task].lease.durable}
+        if handed:
+            await self.shared.release([job.lease.job_id for job in handed.values()])
+            log.info("handed %d running replies back for another instance to finish", len(handed))
+            for task, job in handed.items():
+                self._stop_quietly(task, job, "handed_back")
         for task in pending:
-            task.cancel()  # each writes its "interrupted" note (replies.run)
+            if task not in handed:
+                task.cancel()  # each writes its "interrupted" note (Replies.run)
         _, stuck = await asyncio.wait(pending, timeout=max(give_up_at - time.monotonic(), 0))
         if not stuck:
             return
         described = []
         for task in stuck:
-            request, relays = self.running.get(task, (None, []))
+            job = self.running.get(task)
             task.cancel()  # again: this time it interrupts the note's own writes
-            if request is not None:
-                ids = ", ".join(sorted(relays[0].ids.values())) if relays and relays[0].ids else "none posted"
-                described.append(f"/{request.bot.command} in {request.cid} (command {request.message_id}, reply {ids})")
+            if job is not None:
+                ids = ", ".join(sorted(job.relay.ids.values())) if job.relay and job.relay.ids else "none posted"
+                described.append(f"/{job.request.bot.command} in {job.request.cid} "
+                                 f"(command {job.request.message_id}, reply {ids})")
         log.error("%d replies could not be ended honestly before shutdown (Stream did not take their last write); "
                   "they may still show as generating: %s", len(stuck), "; ".join(sorted(described)))
         if self.metrics is not None:
             self.metrics.replies_abandoned.inc(len(stuck))
         await asyncio.wait(stuck, timeout=0.5)  # let the cancellations unwind; nothing in them waits on the network
 
-    async def run(self, request: CommandRequest, relays: list[Relay] | None = None) -> None:
+    # -- one reply ---------------------------------------------------------------------------------
+
+    async def run(self, job: Job) -> None:
+        request, lease = job.request, job.lease
         logs.request_id.set(request.request_id)  # this task's context: every line it logs carries the id
         bot = request.bot
         started = time.monotonic()
-        relay = Relay(
+        relay = job.relay = Relay(
             self.gateway,
             request.cid,
             bot.identity.id,
@@ -127,13 +231,20 @@ class Replies:
             streaming=bot.streaming,
             interval=bot.update_interval_ms / 1000,
             max_length=self.max_message_length.get(request.channel_type, DEFAULT_MAX_MESSAGE_LENGTH),
-            pacing=self.pacing,
+            pacing=self.shared,
+            ownership=lease,
         )
-        if relays is not None:
-            relays.append(relay)
+        task = asyncio.current_task()
+        assert task is not None
+        relay.on_lost = lambda lost: self._stop_quietly(task, job, "duplicate" if lost.reason == "duplicate"
+                                                        else "lease_lost")
+        if lease.rerun and await self._already_answered(job):
+            return
         relay.open()
         outcome = "ok"
         try:
+            if lease.attempt > MAX_ATTEMPTS:
+                raise ProviderError(TOO_MANY_ATTEMPTS)
             async for piece in self.providers[bot.command].respond(request):
                 if isinstance(piece, ToolUse):
                     relay.tool_use(tool_line(piece) if piece.show else None)
@@ -150,17 +261,44 @@ class Replies:
             outcome = "failed"
             relay.append(_interrupted(relay.text, error.text))
         except asyncio.CancelledError:
+            if job.quiet is not None:
+                relay.abandon()
+                self._record(request, job.quiet, started, relay)
+                return  # stopped on purpose: another instance has it, or it was someone else's all along
             outcome = "interrupted"
             relay.append(_interrupted(relay.text, SHUTDOWN_NOTE))
-            await relay.close(failed=True)
+            await self._close(job, relay, failed=True)
             self._record(request, outcome, started, relay)
             raise
         except Exception as error:  # any provider bug must still end in a message
             outcome = "crashed"
             log.exception("/%s provider %r failed for message %s", bot.command, bot.provider, request.message_id)
             relay.append(_interrupted(relay.text, self._apology(request, error)))
-        await relay.close(failed=outcome in ("failed", "crashed"))
-        self._record(request, outcome, started, relay)
+        if await self._close(job, relay, failed=outcome in ("failed", "crashed")):
+            self._record(request, outcome, started, relay)
+
+    async def _close(self, job: Job, relay: Relay, *, failed: bool) -> bool:
+        """Write the final text and forget the job; False if the reply turned out not to be ours."""
+        try:
+            await relay.close(failed=failed)
+        except NotOurs as lost:
+            job.quiet = job.quiet or ("duplicate" if lost.reason == "duplicate" else "lease_lost")
+            self._record(job.request, job.quiet, time.monotonic(), relay)
+            return False
+        if relay.unfinished and self.metrics is not None:
+            self.metrics.replies_left_generating.inc(len(relay.unfinished))
+        if job.lease.durable:
+            await self.shared.finish(job.lease.job_id)
+        return True
+
+    async def _already_answered(self, job: Job) -> bool:
+        """A rerun whose first message holds a final text: the earlier run finished but could not say so."""
+        first = await self.gateway.message(job.lease.message_id(0))
+        if first is None or first.get("generating"):
+            return False
+        log.info("the reply to %s was already complete; nothing to run again", job.lease.job_id)
+        await self.shared.finish(job.lease.job_id)
+        return True
 
     def _record(self, request: CommandRequest, outcome: str, started: float, relay: Relay) -> None:
         """The one log line per command, and its metrics."""
@@ -175,6 +313,10 @@ class Replies:
                               "seconds": round(elapsed, 3)}},
         )
         if self.metrics is None:
+            return
+        if outcome in QUIET_OUTCOMES:
+            if outcome == "duplicate":
+                self.metrics.duplicate_replies.labels(command).inc()
             return
         self.metrics.reply_seconds.labels(command, outcome).observe(elapsed)
         if relay.first_text_at is not None:
@@ -194,9 +336,10 @@ class Replies:
 
     def _history_reader(self, request: CommandRequest) -> Any:
         async def history(limit: int) -> list[ChatMessage]:
-            messages = await self.gateway.history(request.cid, request.parent_id, limit + 1)
-            # Skip this command itself and empty messages (such as this reply's own placeholder).
-            kept = [message for message in messages if message.id != request.message_id and message.text.strip()]
+            # The reply's own messages are left out: a rerun finds its earlier run's text there.
+            own = {request.message_id, *(reply_message_id(job_id(request), index) for index in range(OWN_MESSAGES))}
+            messages = await self.gateway.history(request.cid, request.parent_id, limit + 1 + OWN_MESSAGES)
+            kept = [message for message in messages if message.id not in own and message.text.strip()]
             return kept[-limit:]
 
         return history

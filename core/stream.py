@@ -232,6 +232,16 @@ class StreamGateway:
         payload = {"event": {**event, "user": {"id": user_id}}}
         await self._write("SendEvent", "send an event", "POST", f"{_channel_path(cid)}/event", payload)
 
+    async def message(self, message_id: str) -> dict[str, Any] | None:
+        """One message as Stream stores it, or None if there is none with that id."""
+        try:
+            response = await self._call("GetMessage", "read a message", self.client.get_message(message_id))
+        except StreamError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return response.get("message")
+
     async def history(self, cid: str, parent_id: str | None, limit: int) -> list[ChatMessage]:
         """The last ``limit`` messages of the channel, or of the thread under ``parent_id``."""
         channel_type, _, channel_id = cid.partition(":")

@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from slashbots.config import Bot
 from slashbots.metrics import Metrics
 from slashbots.provider import CommandRequest
-from slashbots.shared import SharedState
+from slashbots.shared import Job, SharedState
 from slashbots.signature import BodyError, decompress, verify
 
 log = logging.getLogger("slashbots.webhook")
@@ -38,7 +38,7 @@ class ReplyQueue(Protocol):
     @property
     def full(self) -> bool: ...
 
-    def submit(self, request: CommandRequest) -> None: ...
+    def submit(self, request: CommandRequest, *, durable: bool = False) -> None: ...
 
 
 Answer = tuple[int, dict[str, Any]]  # HTTP status and JSON body
@@ -128,7 +128,13 @@ class WebhookEndpoint:
         refusal = self._refusal(bot)
         scopes = {"user": user["id"], "channel": message["cid"], "bot": ""}
         limits = [(f"{bot.command}:{scope}:{scopes[scope]}", rate) for scope, rate in bot.rate_limits.items()]
-        admission = await self.shared.admit(claims, limits, take=refusal is None)
+        job = None
+        if self.shared.durable:
+            # Recorded with the claim, before the ack returns: if this instance dies, another runs it.
+            payload = json.dumps({"message": message, "user": user, "webhook_id": webhook_id},
+                                 ensure_ascii=False, separators=(",", ":"))
+            job = Job(f"{bot.command}:{message['id']}", payload)
+        admission = await self.shared.admit(claims, limits, take=refusal is None, job=job)
         if admission.outcome == "duplicate":
             # Stream retried, or someone replayed it: the first delivery already has its reply.
             log.info("duplicate delivery of message %s ignored", message["id"])
@@ -142,7 +148,7 @@ class WebhookEndpoint:
             outcome, text = refusal
             log.info("/%s from %s in %s not taken: %s", bot.command, user["id"], message["cid"], outcome)
             return _error_message(text), bot.command, outcome
-        self.replies.submit(_command_request(bot, message, user, webhook_id))
+        self.replies.submit(_command_request(bot, message, user, webhook_id), durable=job is not None and admission.shared)
         return (200, {"message": message}), bot.command, "accepted"
 
     def _refusal(self, bot: Bot) -> tuple[str, str] | None:
@@ -216,6 +222,15 @@ def _command_request(bot: Bot, message: dict[str, Any], user: dict[str, Any], we
         # Short and greppable; Stream's webhook id when there is one, so both sides' logs line up.
         request_id=(webhook_id or uuid.uuid4().hex)[:12],
     )
+
+
+def rebuild_request(bots: Mapping[str, Bot], payload: str) -> CommandRequest | None:
+    """A stored job's request, as the ack built it (None if its bot is not in this bots.yaml)."""
+    stored = json.loads(payload)
+    bot = bots.get(stored["message"].get("command", ""))
+    if bot is None:
+        return None
+    return _command_request(bot, stored["message"], stored["user"], stored.get("webhook_id"))
 
 
 def _refuse(status: int, reason: str) -> Answer:

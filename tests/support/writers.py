@@ -6,6 +6,7 @@ Loaded by bots.yaml (``plugins: [tests.support.writers]``) like any third-party 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from typing import Any, AsyncIterator
 
@@ -44,6 +45,21 @@ class Writer:
             yield piece.replace("{args}", request.args)
 
 
+class Signed:
+    """Like Writer, but every piece names the process that wrote it: tells two instances' runs apart."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.pieces = int(options.get("pieces", 40))
+        self.delay = float(options.get("delay", 0.05))
+
+    async def respond(self, request: CommandRequest) -> AsyncIterator[str]:
+        for index in range(self.pieces):
+            if index:
+                await asyncio.sleep(self.delay)
+            yield f"{os.getpid()}:{index} "
+
+
 @hookimpl
 def register_providers(register):
     register("writer", Writer)
+    register("signed", Signed)

@@ -1,0 +1,137 @@
+"""A soak: 500 commands over three instances on one Redis while a random one is killed every few seconds.
+
+0 lost, 0 duplicated, 0 left generating; the recovery times are printed (run with -s to see them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import statistics
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from slashbots.leases import reply_message_id
+from tests.conftest import API_KEY, API_SECRET
+from tests.support.processes import Served, start_process, stop, wait_ready
+from tests.test_webhook import command_body, stream_headers
+
+REPO = Path(__file__).resolve().parents[1]
+COMMANDS, RATE, KILL_EVERY = 500, 25.0, (2.0, 4.0)
+LEASE, PIECES, DELAY = 2.0, 10, 0.1
+BOTS = f"""\
+stream: {{api_key: {API_KEY}, api_secret: {API_SECRET}}}
+plugins: [tests.support.writers]
+server: {{reply_lease_seconds: {LEASE}, max_loop_lag_ms: 5000}}
+bots:
+  - command: slow
+    description: Takes its time, and signs what it writes
+    provider: signed
+    channel_types: [messaging]
+    identity: {{id: slow-bot, name: Slow bot}}
+    update_interval_ms: 100
+    options: {{pieces: {PIECES}, delay: {DELAY}}}
+"""
+
+
+@pytest.mark.slow
+async def test_random_kills_lose_nothing_duplicate_nothing_and_leave_nothing_generating(
+        stream, redis_server, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    config = tmp_path / "bots.yaml"
+    config.write_text(BOTS, encoding="utf-8")
+    env = {"SLASHBOTS_REDIS_URL": redis_url(redis_server), "SLASHBOTS_PUBLIC_URL": "http://127.0.0.1:9/load-balancer"}
+    rng = random.Random(7)
+    live: list[Served] = [start_process(config, stream.url, env=env) for _ in range(3)]
+    for served in live:
+        wait_ready(served)
+    accepted: dict[str, tuple[int, float]] = {}  # message id -> (pid that took it, when)
+    kills: dict[int, float] = {}  # pid -> when it was killed
+    everyone: list[Served] = list(live)
+
+    async def send_all() -> None:
+        async with httpx.AsyncClient(timeout=5) as client:
+            for n in range(COMMANDS):
+                body = command_body(f"/slow {n}", user=f"user-{n}")
+                raw = json.dumps(body).encode()
+                target = rng.choice([s for s in live if s.process.poll() is None])
+                try:
+                    response = await client.post(target.url + "/webhook", content=raw, headers=stream_headers(raw))
+                except httpx.TransportError:
+                    pass  # died under us: Stream keeps the message as the user wrote it; nothing was accepted
+                else:
+                    if response.status_code == 200 and response.json()["message"].get("type") == "regular":
+                        accepted[body["message"]["id"]] = (target.process.pid, time.monotonic())
+                await asyncio.sleep(1 / RATE)
+
+    async def kill_some(sending: asyncio.Task[None]) -> None:
+        while not sending.done():
+            await asyncio.sleep(rng.uniform(*KILL_EVERY))
+            victim = rng.choice(live)
+            victim.process.send_signal(signal.SIGKILL)
+            victim.process.wait()
+            kills[victim.process.pid] = time.monotonic()
+            live.remove(victim)
+            replacement = start_process(config, stream.url, env=env)
+            await asyncio.to_thread(wait_ready, replacement)
+            live.append(replacement)
+            everyone.append(replacement)
+
+    finals: dict[str, float] = {}  # message id -> when its reply was seen final (polled all along)
+
+    def settle() -> bool:
+        for message_id in list(accepted):
+            if message_id not in finals:
+                message = stream.standin.message(reply_message_id(f"slow:{message_id}", 0))
+                if message is not None and not message.get("generating"):
+                    finals[message_id] = time.monotonic()
+        return len(finals) == len(accepted)
+
+    async def watch(sending: asyncio.Task[None]) -> None:
+        deadline = None
+        while not (sending.done() and settle()):
+            settle()
+            if sending.done():
+                deadline = deadline or time.monotonic() + 60
+                assert time.monotonic() < deadline, f"{len(accepted) - len(finals)} replies never finished"
+            await asyncio.sleep(0.05)
+
+    try:
+        sending = asyncio.create_task(send_all())
+        await asyncio.gather(sending, kill_some(sending), watch(sending))
+    finally:
+        for served in everyone:
+            if served.process.poll() is None:
+                stop(served)
+
+    replies = [m for m in stream.standin.messages("messaging:general") if m["user"]["id"] == "slow-bot"]
+    by_id = {m["id"]: m for m in replies}
+    lost = [mid for mid in accepted if reply_message_id(f"slow:{mid}", 0) not in by_id]
+    generating = [m["id"] for m in replies if m.get("generating")]
+    duplicated = len(replies) - len(accepted)
+    wrong = [m["text"] for m in replies if not whole(m["text"])]
+    recovered = [finals[mid] - kills[pid] for mid, (pid, _) in accepted.items()
+                 if pid in kills and not by_id[reply_message_id(f"slow:{mid}", 0)]["text"].startswith(f"{pid}:")]
+    print(f"\nsoak: {len(accepted)} accepted of {COMMANDS}, {len(kills)} kills, {len(recovered)} replies taken over; "
+          f"recovery from kill to final text: p50 {statistics.median(recovered) if recovered else 0:.2f}s, "
+          f"max {max(recovered, default=0):.2f}s (lease {LEASE}s, answers {PIECES * DELAY:.1f}s)")
+    assert len(accepted) > COMMANDS * 0.8
+    assert (lost, duplicated, generating, wrong) == ([], 0, [], [])
+    assert kills and recovered
+    assert max(recovered) < 2 * LEASE + PIECES * DELAY + 5
+
+
+def whole(text: str) -> bool:
+    """One run's answer, start to end: every piece, in order, from one process."""
+    pieces = text.split()
+    pids = {piece.split(":")[0] for piece in pieces}
+    return len(pids) == 1 and [piece.split(":")[1] for piece in pieces] == [str(i) for i in range(PIECES)]
+
+
+def redis_url(server) -> str:
+    return server.url
