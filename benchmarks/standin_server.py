@@ -31,10 +31,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send  # noqa: E402
 
 from benchmarks.webhooks import KEY, SECRET  # noqa: E402
 from slashbots.sandbox.loopback import bind_loopback  # noqa: E402
-from slashbots.sandbox.stream_standin import StreamStandIn  # noqa: E402
+from benchmarks.fast_standin import FastStreamStandIn  # noqa: E402
 
 
-def bench_app(standin: StreamStandIn) -> ASGIApp:
+def bench_app(standin: FastStreamStandIn) -> ASGIApp:
     async def sends(request: Request) -> JSONResponse:
         user = request.query_params["user"]
         found = [
@@ -78,7 +78,7 @@ async def keep_store_out_of_the_collector() -> None:
 
 async def serve() -> None:
     sock = bind_loopback()
-    config = uvicorn.Config(bench_app(StreamStandIn(KEY, SECRET)), log_level="warning", access_log=False,
+    config = uvicorn.Config(bench_app(FastStreamStandIn(KEY, SECRET)), log_level="warning", access_log=False,
                             lifespan="off")
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[sock]))

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from slashbots.config import Config
     from slashbots.sandbox.loopback import LoopbackServer
-    from slashbots.sandbox.stream_standin import StreamStandIn
+    from slashbots.sandbox.standin import StreamStandIn
 
 API_KEY = "test-key"
 API_SECRET = "test-secret-that-is-long-enough-for-hs256"  # PyJWT wants 32+ bytes for HS256
@@ -57,7 +57,7 @@ class Stream:
 def stream_standin() -> Iterator[Stream]:
     """Serve a fresh Stream stand-in (credentials ``API_KEY``/``API_SECRET``) until the block ends."""
     from slashbots.sandbox.loopback import LoopbackServer
-    from slashbots.sandbox.stream_standin import StreamStandIn
+    from slashbots.sandbox.standin import StreamStandIn
 
     standin = StreamStandIn(API_KEY, API_SECRET)
     with LoopbackServer(standin.app) as server:
@@ -185,7 +185,7 @@ class Bots:
 
     @property
     def standin(self) -> StreamStandIn:
-        """The Stream stand-in, with everything it saw (see ``core/sandbox/stream_standin.py``)."""
+        """The Stream stand-in, with everything it saw (see ``core/sandbox/standin/stand_in.py``)."""
         return self.stream.standin
 
     @property

@@ -7,6 +7,7 @@ message limits, threads, events and rate-limit errors.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import gzip
 import hashlib
@@ -14,6 +15,7 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,8 +29,9 @@ from starlette.routing import Route
 from stream_chat import StreamChatAsync
 from stream_chat.base.exceptions import StreamAPIException
 
+import slashbots.sandbox.standin
 from slashbots.sandbox.loopback import LoopbackServer
-from slashbots.sandbox.stream_standin import StreamStandIn
+from slashbots.sandbox.standin import StreamStandIn
 
 KEY, SECRET = "standin-key", "standin-secret-long-enough-for-hs256-0123456789"
 CID = "messaging:general"
@@ -491,3 +494,15 @@ async def test_subscribers_receive_published_events(standin: StreamStandIn) -> N
             ("message.new", "hi"), ("message.updated", "hi!"),
         ]
         standin.unsubscribe(queue)
+
+
+def test_the_standin_imports_nothing_else_of_slashbots() -> None:
+    """It plays Stream independently of our code: a bug there must not hide a bug here."""
+    package = Path(slashbots.sandbox.standin.__file__).parent
+    for module in package.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert not name.startswith("slashbots") or name.startswith("slashbots.sandbox.standin"), (
+                    f"{module.name} imports {name}")
