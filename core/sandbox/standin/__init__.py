@@ -17,6 +17,7 @@ tests. Where Stream's behaviour is undocumented, the choice made here says so in
     chat.py          users, channels, messages, events
     command_hook.py  the custom-command webhook, called inside send-message
     hook_requests.py how Stream signs and sends what it posts to hooks
+    rate_limits.py   Stream's app rate limits, when asked
     faults.py        fault injection
     recorder.py      the record of calls and hook calls
     feed.py          the live feed a chat page follows

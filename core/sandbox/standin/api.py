@@ -1,5 +1,6 @@
 """Stream's REST API, as the stream-chat SDK calls it: each route, and what every request goes
-through around its operation (injected faults, auth, JSON, Stream's error answers, the record).
+through around its operation (injected faults, auth, rate limits, JSON, Stream's error
+answers, the record).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from slashbots.sandbox.standin.auth import ServerAuth
 from slashbots.sandbox.standin.chat import Chat
 from slashbots.sandbox.standin.errors import StreamError, bad_input, not_found
 from slashbots.sandbox.standin.faults import Faults
+from slashbots.sandbox.standin.rate_limits import RateLimits
 from slashbots.sandbox.standin.recorder import Recorder
 from slashbots.sandbox.standin.values import Json
 
@@ -33,12 +35,13 @@ class StreamAPI:
     auth_class: type[ServerAuth] = ServerAuth
 
     def __init__(self, *, api_key: str, api_secret: str, config: AppConfig, chat: Chat, recorder: Recorder,
-                 faults: Faults) -> None:
+                 faults: Faults, limits: RateLimits) -> None:
         self.auth = self.auth_class(api_key, api_secret)
         self.config = config
         self.chat = chat
         self.recorder = recorder
         self.faults = faults
+        self.limits = limits
 
     def asgi_app(self) -> ASGIApp:
         return Starlette(routes=self.routes())
@@ -87,11 +90,11 @@ class StreamAPI:
 
     async def answer(self, operation: str, handler: Handler, request: Request, raw: bytes, path: str,
                      query: Query) -> tuple[int, dict[str, str], Json]:
-        """What every Stream request goes through around its handler: faults, auth, JSON, errors,
-        recording. Returns the status, headers and body to answer with."""
+        """What every Stream request goes through around its handler: faults, auth, rate limits,
+        JSON, errors, recording. Returns the status, headers and body to answer with."""
         started = time.perf_counter()
         body: Any = None
-        status, headers = 200, {}
+        status, headers, limit_headers = 200, {}, {}
         try:
             body = json.loads(raw) if raw else {}
         except ValueError:
@@ -99,6 +102,7 @@ class StreamAPI:
         try:
             await self.faults.apply(request.method, path)
             self.auth.check(request.headers, query)
+            limit_headers = self.limits.admit(operation)
             if not isinstance(body, dict):
                 raise bad_input("invalid JSON request body")
             payload = await handler(request, query, body)
@@ -108,6 +112,7 @@ class StreamAPI:
             err = StreamError(500, f"internal error: {exc!r}")
             status, headers, payload = err.status, err.headers, err.body(operation)
         payload["duration"] = f"{(time.perf_counter() - started) * 1000:.2f}ms"
+        headers = {**limit_headers, **headers}  # an admitted call reports its window, whatever came of it
         self.recorder.call({
             "method": request.method, "path": path, "query": query,
             "json": body, "status": status, "operation": operation,

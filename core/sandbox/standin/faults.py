@@ -35,7 +35,9 @@ class Faults:
     def inject(self, method: str, path_pattern: str, status: int | None, times: int, headers: dict[str, str],
                delay: float, chance: float, reset_in: int) -> None:
         with self._lock:
-            self._faults.append(Fault(method.upper(), re.compile(path_pattern), status, times, dict(headers),
+            # Header names in lower case, as Stream sends them (and so that a test's own wins below).
+            given = {name.lower(): value for name, value in headers.items()}
+            self._faults.append(Fault(method.upper(), re.compile(path_pattern), status, times, given,
                                       delay, chance, reset_in))
 
     async def apply(self, method: str, path: str) -> None:
@@ -59,5 +61,5 @@ class Faults:
             if fault.status == 429:  # Stream always sends these on a 429; explicit headers win
                 message = TOO_MANY_REQUESTS
                 reset = str(int(time.time()) + fault.reset_in)
-                headers = {"X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset, **headers}
+                headers = {"x-ratelimit-limit": "1000", "x-ratelimit-remaining": "0", "x-ratelimit-reset": reset, **headers}
             raise StreamError(fault.status, message, headers=headers)

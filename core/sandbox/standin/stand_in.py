@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from slashbots.sandbox.standin.api import StreamAPI
@@ -12,6 +13,7 @@ from slashbots.sandbox.standin.chat import Chat, oldest_first
 from slashbots.sandbox.standin.command_hook import CommandHook
 from slashbots.sandbox.standin.faults import Faults
 from slashbots.sandbox.standin.feed import LiveFeed
+from slashbots.sandbox.standin.rate_limits import Clock, RateLimits
 from slashbots.sandbox.standin.recorder import Recorder
 from slashbots.sandbox.standin.values import Json, copy_json
 
@@ -25,19 +27,22 @@ class StreamStandIn:
 
     api_class: type[StreamAPI] = StreamAPI  # how requests are served (the benchmarks' stand-in swaps it)
 
-    def __init__(self, api_key: str, api_secret: str, *, hook_timeout: float = 1.0) -> None:
+    def __init__(self, api_key: str, api_secret: str, *, hook_timeout: float = 1.0, rate_limits: bool = False) -> None:
+        """`rate_limits`: enforce Stream's app limits on sending and updating messages (see
+        `enforce_rate_limits`)."""
         self.api_key = api_key
         self.api_secret = api_secret
         self._lock = threading.RLock()
         self._recorder = Recorder(self._lock)
         self._feed = LiveFeed(self._lock)
         self._faults = Faults(self._lock)
+        self._limits = RateLimits(self._lock, enabled=rate_limits)
         self._config = AppConfig(self._lock)
         self._command_hook = CommandHook(self._config, self._recorder, api_key=api_key, api_secret=api_secret,
                                          timeout=hook_timeout)
         self._chat = Chat(self._config, self._lock, command_hook=self._command_hook, emit=self._feed.publish)
         self.api = self.api_class(api_key=api_key, api_secret=api_secret, config=self._config, chat=self._chat,
-                                  recorder=self._recorder, faults=self._faults)
+                                  recorder=self._recorder, faults=self._faults, limits=self._limits)
         self.app = self.api.asgi_app()
 
     @property
@@ -92,6 +97,12 @@ class StreamStandIn:
     def user(self, user_id: str) -> Json | None:
         return self._snapshot(lambda: self._chat.users.get(user_id))
 
+    @property
+    def rate_limited(self) -> dict[str, int]:
+        """How many calls Stream's rate limits answered with 429, by operation (SendMessage,
+        UpdateMessage, UpdateMessagePartial). Injected 429s are not counted here."""
+        return self._snapshot(lambda: dict(self._limits.rejected))
+
     # ---- test controls -----------------------------------------------------------------------
 
     def inject_fault(
@@ -114,6 +125,15 @@ class StreamStandIn:
 
     def set_max_message_length(self, channel_type: str, length: int) -> None:
         self._config.set_max_message_length(channel_type, length)
+
+    def enforce_rate_limits(self, enabled: bool = True, *, per_minute: Mapping[str, int] | None = None,
+                            clock: Clock | None = None) -> None:
+        """Enforce Stream's app limits (or stop): Send Message and Update Message 1,000 a minute
+        each, and a thirtieth of that (33) a second; beyond, 429 with X-RateLimit-* headers.
+        Partial updates share Update Message's bucket: an assumption, see rate_limits.py.
+        `per_minute` overrides a bucket's limit ({"SendMessage": 60}), `clock` the time (unix
+        seconds). Counting starts afresh."""
+        self._limits.configure(enabled=enabled, per_minute=per_minute, clock=clock)
 
     # ---- the live feed: subscribers live on the server's event loop ----------------------------
 
