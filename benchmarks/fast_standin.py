@@ -85,7 +85,7 @@ class FastStreamAPI(StreamAPI):
         route's, so a full match here is the route Starlette would have picked; anything else
         (other calls, wrong methods, lifespan) takes the ordinary way."""
         routes = self.routes()
-        router = Starlette(routes=routes)
+        router = Starlette(routes=routes, lifespan=self.lifespan)
         hot: dict[str, list[tuple[Route, ASGIApp]]] = {}
         for route in routes:
             if route.name in HOT_OPERATIONS:

@@ -5,8 +5,10 @@ answers, the record).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Awaitable, Callable
 
 from starlette.applications import Starlette
@@ -35,16 +37,23 @@ class StreamAPI:
     auth_class: type[ServerAuth] = ServerAuth
 
     def __init__(self, *, api_key: str, api_secret: str, config: AppConfig, chat: Chat, recorder: Recorder,
-                 faults: Faults, limits: RateLimits) -> None:
+                 faults: Faults, limits: RateLimits, on_shutdown: Callable[[], Awaitable[None]]) -> None:
         self.auth = self.auth_class(api_key, api_secret)
         self.config = config
         self.chat = chat
         self.recorder = recorder
         self.faults = faults
         self.limits = limits
+        self._on_shutdown = on_shutdown
 
     def asgi_app(self) -> ASGIApp:
-        return Starlette(routes=self.routes())
+        return Starlette(routes=self.routes(), lifespan=self.lifespan)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """Served with a lifespan (uvicorn's default), the work left running stops with the server."""
+        yield
+        await self._on_shutdown()
 
     def routes(self) -> list[Route]:
         table: list[tuple[str, str, str, Handler]] = [
@@ -109,8 +118,8 @@ class StreamAPI:
         except StreamError as err:
             status, headers, payload = err.status, err.headers, err.body(operation)
         except Exception as exc:  # a bug in the stand-in: still answer like Stream, and record it
-            err = StreamError(500, f"internal error: {exc!r}")
-            status, headers, payload = err.status, err.headers, err.body(operation)
+            bug = StreamError(500, f"internal error: {exc!r}")
+            status, headers, payload = bug.status, bug.headers, bug.body(operation)
         payload["duration"] = f"{(time.perf_counter() - started) * 1000:.2f}ms"
         headers = {**limit_headers, **headers}  # an admitted call reports its window, whatever came of it
         self.recorder.call({

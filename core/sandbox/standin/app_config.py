@@ -2,12 +2,14 @@
 
 Stream's rules live here: commands are app-global and work only on channel types whose
 `commands` list names them; that list is replaced on update, never merged; a command still
-enabled somewhere cannot be deleted; an app has at most 50 channel types.
+enabled somewhere cannot be deleted; an app has at most 50 channel types; `event_hooks` is
+replaced as a whole on update, so a hook left out of the new list is deleted.
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from typing import Any
 from urllib.parse import urlparse
 
@@ -41,6 +43,8 @@ _CHANNEL_TYPE_SETTINGS: Json = {
 }
 MAX_CHANNEL_TYPES = 50  # "applications have a hard limit of 50 channel types"
 _URL_SETTINGS = {"custom_action_handler_url", "before_message_send_hook_url", "webhook_url"}
+HOOK_TYPES = {"webhook", "sqs", "sns", "pending_message"}  # stream-chat-js's HookType
+_HOOK_STAMPS = {"created_at", "updated_at"}  # Stream's to set: ignored when a client sends them back
 
 
 def is_url(value: str) -> bool:
@@ -78,9 +82,52 @@ class AppConfig:
                     raise bad_input(f"{key} must be a valid URL")
             elif key == "enable_hook_payload_compression" and not isinstance(value, bool):
                 raise bad_input(f"{key} must be a boolean")
+        if "event_hooks" in body:
+            body = {**body, "event_hooks": self._event_hooks(body["event_hooks"])}
         with self._lock:
             self.settings.update(body)
         return {}
+
+    @property
+    def event_hooks(self) -> list[Json]:
+        """The hooks as they stand. The list is replaced on update, never changed in place, so it
+        may be read without the lock."""
+        hooks: list[Json] = self.settings["event_hooks"]
+        return hooks
+
+    def _event_hooks(self, value: Any) -> list[Json]:
+        """The list that replaces the app's hooks. A hook keeps its id (a new one gets one) and its
+        created_at; updated_at moves when it changed. Fields this stand-in has no use for (SQS,
+        SNS, product, timeout_ms, ...) are kept as given. Defaults are Go's zero values, as Stream
+        is written in Go: not enabled, no custom events; no `event_types` means every event."""
+        if not isinstance(value, list) or not all(isinstance(hook, dict) for hook in value):
+            raise bad_input("event_hooks must be a list of hook objects")
+        current = {hook["id"]: hook for hook in self.settings["event_hooks"]}
+        stamp = now()
+        hooks: list[Json] = []
+        for given in value:
+            hook = {key: item for key, item in given.items() if key not in _HOOK_STAMPS}
+            if hook.get("hook_type") not in HOOK_TYPES:
+                raise bad_input(f"event_hooks: hook_type must be one of {', '.join(sorted(HOOK_TYPES))}")
+            url = hook.get("webhook_url")
+            if hook["hook_type"] == "webhook" and not (isinstance(url, str) and is_url(url)):
+                raise bad_input("event_hooks: a webhook hook needs a valid webhook_url")
+            types = hook.get("event_types") or []
+            if not isinstance(types, list) or not all(isinstance(name, str) for name in types):
+                raise bad_input("event_hooks: event_types must be a list of event types")
+            for flag in ("enabled", "should_send_custom_events"):
+                if not isinstance(hook.get(flag, False), bool):
+                    raise bad_input(f"event_hooks: {flag} must be a boolean")
+            hook.update(id=hook.get("id") or str(uuid.uuid4()), event_types=types, enabled=hook.get("enabled", False),
+                        should_send_custom_events=hook.get("should_send_custom_events", False))
+            if any(hook["id"] == other["id"] for other in hooks):
+                raise bad_input(f"event_hooks: hook id {hook['id']} is given twice")
+            previous = current.get(hook["id"])
+            unchanged = previous is not None and hook == {k: v for k, v in previous.items() if k not in _HOOK_STAMPS}
+            hook["created_at"] = previous["created_at"] if previous else stamp
+            hook["updated_at"] = previous["updated_at"] if unchanged and previous else stamp
+            hooks.append(hook)
+        return hooks
 
     # ---- commands ----------------------------------------------------------------------
 

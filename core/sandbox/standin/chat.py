@@ -29,6 +29,7 @@ SERVER_OWNED = {
 HOOK_REWRITABLE = {"text", "attachments", "type", "show_in_channel", "silent", "mml", "i18n"}
 # Every field Stream knows; anything else on a message is a custom field.
 KNOWN_FIELDS = SERVER_OWNED | HOOK_REWRITABLE | {"pinned", "pin_expires", "quoted_message_id", "restricted_visibility"}
+MAX_MENTIONS = 25
 _COMMAND = re.compile(r"/(\S+)\s*(.*)", re.DOTALL)  # "/name args" at the start of a message's text
 
 CommandHook = Callable[[Json, Json], Awaitable[Json]]  # (message, user) -> the message as the hook left it
@@ -38,6 +39,14 @@ Emit = Callable[[Json], None]
 def render_html(text: str) -> str:
     """Stream renders markdown to `html`; plain paragraphs are close enough here."""
     return f"<p>{html.escape(text)}</p>\n" if text else ""
+
+
+def _message_event(event_type: str, message: Json, user: Json) -> Json:
+    """The event Stream sends about a message (message.new, message.updated), minus `members`,
+    which only event hooks are sent (see event_hooks.py)."""
+    channel_type, _, channel_id = message["cid"].partition(":")
+    return {"type": event_type, "cid": message["cid"], "channel_type": channel_type, "channel_id": channel_id,
+            "message_id": message["id"], "message": message, "user": user, "created_at": now()}
 
 
 def oldest_first(messages: Iterable[Json]) -> list[Json]:
@@ -148,7 +157,7 @@ class Chat:
         return {
             "channel": self._channel_view(channel),
             "messages": copy_json(visible[len(visible) - limit:] if limit else []),
-            "members": [self._member_view(user_id) for user_id in self.members[channel["cid"]]],
+            "members": self.member_views(channel["cid"], len(self.members[channel["cid"]])),
             "read": [], "pinned_messages": [], "watcher_count": 0,
         }
 
@@ -157,6 +166,10 @@ class Chat:
         view["member_count"] = len(self.members[channel["cid"]])
         view["config"] = self._config.channel_type_view(self._config.channel_types[channel["type"]], expand=True)
         return view
+
+    def member_views(self, cid: str, limit: int) -> list[Json]:
+        """The channel's first `limit` members, as Stream lists them in channel state and events."""
+        return [self._member_view(user_id) for user_id in self.members.get(cid, [])[:limit]]
 
     def _member_view(self, user_id: str) -> Json:
         user = self.users[user_id]
@@ -209,8 +222,7 @@ class Chat:
         if message["type"] in ("error", "ephemeral"):  # seen by the sender only, never stored
             with self._lock:
                 self.ephemeral.setdefault(user["id"], []).append(copy_json(message))
-            self._emit({"type": "message.new", "cid": cid, "message": message, "only_for": user["id"],
-                        "created_at": now()})
+            self._emit({**_message_event("message.new", message, user), "only_for": user["id"]})
             return {"message": message}
         with self._lock:
             if message_id in self.messages:  # the same id sent twice while the hook ran
@@ -219,17 +231,18 @@ class Chat:
             if parent_id:
                 parent = self.messages[parent_id]
                 self.messages[parent_id] = {**parent, "reply_count": parent["reply_count"] + 1}
-        self._emit({"type": "message.new", "cid": cid, "message": message, "user": user, "created_at": now()})
+        self._emit(_message_event("message.new", message, user))
         return {"message": message}
 
     def _new_message(self, incoming: Json, message_id: str, cid: str, user: Json, message_type: str, text: str) -> Json:
         """A message as Stream stores it: client fields (custom ones at top level) plus server fields."""
         stamp = now()
-        mentioned = [m if isinstance(m, str) else m.get("id") for m in incoming.get("mentioned_users") or []]
+        mentioned = self._mentioned_ids(incoming.get("mentioned_users"))
         message = {k: v for k, v in incoming.items() if k not in SERVER_OWNED and k != "user_id"}
         message.update({
             "id": message_id, "text": text, "html": render_html(text), "type": message_type, "user": user, "cid": cid,
             "attachments": incoming.get("attachments") or [], "silent": bool(incoming.get("silent", False)),
+            # Sent as ids, stored as the users (an id nobody upserted stays a bare {"id"}: a guess).
             "mentioned_users": [self.users.get(u) or {"id": u} for u in mentioned],
             "latest_reactions": [], "own_reactions": [], "reaction_counts": {}, "reaction_scores": {},
             "reply_count": 0, "pinned": False, "shadowed": False, "created_at": stamp, "updated_at": stamp,
@@ -244,13 +257,30 @@ class Chat:
             message["command"], message["args"] = parsed.group(1), parsed.group(2).strip()
         return message
 
+    @staticmethod
+    def _mentioned_ids(mentioned: Any) -> list[str]:
+        """`mentioned_users` as sent: user ids (or user objects), at most 25 (MessageRequest)."""
+        if mentioned is None:
+            return []
+        if not isinstance(mentioned, list):
+            raise bad_input("mentioned_users must be a list of user ids")
+        if len(mentioned) > MAX_MENTIONS:
+            raise bad_input(f"mentioned_users can have at most {MAX_MENTIONS} users")
+        ids: list[str] = []
+        for entry in mentioned:
+            user_id = entry.get("id") if isinstance(entry, dict) else entry
+            if not isinstance(user_id, str) or not user_id:
+                raise bad_input("mentioned_users must be a list of user ids")
+            if user_id not in ids:  # each user once
+                ids.append(user_id)
+        return ids
+
     def _save_update(self, message: Json, user: Json | None) -> Json:
         message["updated_at"] = now()
         message["html"] = render_html(message.get("text", ""))
         with self._lock:
             self.messages[message["id"]] = message
-        self._emit({"type": "message.updated", "cid": message["cid"], "message": message,
-                    "user": user or message["user"], "created_at": now()})
+        self._emit(_message_event("message.updated", message, user or message["user"]))
         return {"message": message}
 
     def get_message(self, message_id: str) -> Json:
@@ -297,10 +327,11 @@ class Chat:
         if not 0 <= limit <= 300:
             raise bad_input("limit must be between 0 and 300")
         replies = oldest_first(m for m in self.messages.values() if m.get("parent_id") == parent["id"])
-        before = query.get("id_lt")
-        if before:  # paging backwards: only replies older than that one
-            ids = [m["id"] for m in replies]
-            replies = replies[: ids.index(before)] if before in ids else []
+        ids = [m["id"] for m in replies]
+        if query.get("id_lt"):  # paging backwards: only replies older than that one
+            replies = replies[: ids.index(query["id_lt"])] if query["id_lt"] in ids else []
+        elif query.get("id_lte"):  # ... or than that one and itself
+            replies = replies[: ids.index(query["id_lte"]) + 1] if query["id_lte"] in ids else []
         return {"messages": copy_json(replies[len(replies) - limit:] if limit else [])}
 
     # ---- events ------------------------------------------------------------------------

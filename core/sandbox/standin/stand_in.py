@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Mapping
-from typing import Any, Callable
+from typing import Callable, TypeVar
 
 from slashbots.sandbox.standin.api import StreamAPI
 from slashbots.sandbox.standin.app_config import AppConfig
 from slashbots.sandbox.standin.chat import Chat, oldest_first
 from slashbots.sandbox.standin.command_hook import CommandHook
+from slashbots.sandbox.standin.event_hooks import EventHooks
 from slashbots.sandbox.standin.faults import Faults
 from slashbots.sandbox.standin.feed import LiveFeed
 from slashbots.sandbox.standin.rate_limits import Clock, RateLimits
 from slashbots.sandbox.standin.recorder import Recorder
 from slashbots.sandbox.standin.values import Json, copy_json
+
+T = TypeVar("T")
 
 
 class StreamStandIn:
@@ -27,9 +30,11 @@ class StreamStandIn:
 
     api_class: type[StreamAPI] = StreamAPI  # how requests are served (the benchmarks' stand-in swaps it)
 
-    def __init__(self, api_key: str, api_secret: str, *, hook_timeout: float = 1.0, rate_limits: bool = False) -> None:
-        """`rate_limits`: enforce Stream's app limits on sending and updating messages (see
-        `enforce_rate_limits`)."""
+    def __init__(self, api_key: str, api_secret: str, *, hook_timeout: float = 1.0, rate_limits: bool = False,
+                 event_hook_timeout: float = 6.0) -> None:
+        """`hook_timeout`: seconds the command hook gets (Stream gives it 1). `rate_limits`: enforce
+        Stream's app limits on sending and updating messages (see `enforce_rate_limits`).
+        `event_hook_timeout`: seconds each event-hook request gets (Stream gives it 6)."""
         self.api_key = api_key
         self.api_secret = api_secret
         self._lock = threading.RLock()
@@ -40,10 +45,18 @@ class StreamStandIn:
         self._config = AppConfig(self._lock)
         self._command_hook = CommandHook(self._config, self._recorder, api_key=api_key, api_secret=api_secret,
                                          timeout=hook_timeout)
-        self._chat = Chat(self._config, self._lock, command_hook=self._command_hook, emit=self._feed.publish)
+        self._chat = Chat(self._config, self._lock, command_hook=self._command_hook, emit=self._emit)
+        self._event_hooks = EventHooks(self._config, self._recorder, members=self._chat.member_views,
+                                       api_key=api_key, api_secret=api_secret, timeout=event_hook_timeout)
         self.api = self.api_class(api_key=api_key, api_secret=api_secret, config=self._config, chat=self._chat,
-                                  recorder=self._recorder, faults=self._faults, limits=self._limits)
+                                  recorder=self._recorder, faults=self._faults, limits=self._limits,
+                                  on_shutdown=self._event_hooks.close)
         self.app = self.api.asgi_app()
+
+    def _emit(self, event: Json) -> None:
+        """Every change, as the event Stream sends about it: to the live feed and the event hooks."""
+        self._feed.publish(event)
+        self._event_hooks.dispatch(event)
 
     @property
     def hook_timeout(self) -> float:
@@ -56,7 +69,7 @@ class StreamStandIn:
 
     # ---- what happened: copies, safe to read from any thread --------------------------------
 
-    def _snapshot(self, select: Callable[[], Any]) -> Any:
+    def _snapshot(self, select: Callable[[], T]) -> T:
         """Select and deep-copy under the lock, so other threads never see a change half made."""
         with self._lock:
             return copy_json(select())
@@ -70,6 +83,14 @@ class StreamStandIn:
     def hook_calls(self) -> list[Json]:
         """Every command-hook call: what was sent, what came back, status, elapsed, outcome."""
         return self._snapshot(lambda: self._recorder.hook_calls)
+
+    @property
+    def event_hook_calls(self) -> list[Json]:
+        """Every event sent to an event hook, one record per event and hook: {hook_id, url, event_type,
+        cid, webhook_id, headers, payload, compressed, attempts: [{status, error, elapsed}], outcome}.
+        `outcome` is pending until it settles as delivered, failed (attempts used up), dropped (the
+        hook's queue was full) or cancelled (the stand-in stopped first)."""
+        return self._snapshot(lambda: self._recorder.event_hook_calls)
 
     def writes(self, kind: str) -> list[Json]:
         """Successful write calls of a kind: app, command, channel_type, user, message, event."""
