@@ -150,15 +150,16 @@ async def test_every_new_message_is_sent_signed_bots_own_included(
     await channel.send_message({"text": "Hello!", "parent_id": asked["id"], "ai_generated": True}, "gpt-bot")
     await wait_for(lambda: settled(standin, 2), what="two deliveries")
 
-    first, second = hook_server.requests
-    for request in (first, second):
+    for request in hook_server.requests:
         headers = request["headers"]
         parsed = client.verify_and_parse_webhook(request["raw"], headers["x-signature"])
         assert parsed["type"] == "message.new" and headers["x-api-key"] == API_KEY
         assert headers["x-webhook-attempt"] == "1" and len(headers["x-webhook-id"]) == 36
-    assert first["headers"]["x-webhook-id"] != second["headers"]["x-webhook-id"]
+    assert len({r["headers"]["x-webhook-id"] for r in hook_server.requests}) == 2
 
-    mention, answer = hook_server.payloads("message.new")
+    # Deliveries to one hook may overlap, so they may arrive in either order.
+    [mention] = [p for p in hook_server.payloads("message.new") if p["user"]["id"] == "alice"]
+    [answer] = [p for p in hook_server.payloads("message.new") if p["user"]["id"] == "gpt-bot"]
     assert (mention["cid"], mention["channel_type"], mention["channel_id"]) == (CID, "messaging", "general")
     assert mention["message"]["id"] == asked["id"] and mention["message_id"] == asked["id"]
     assert mention["user"]["id"] == "alice" and mention["message"]["user"]["name"] == "Alice"
@@ -168,7 +169,7 @@ async def test_every_new_message_is_sent_signed_bots_own_included(
     assert answer["user"]["id"] == "gpt-bot" and answer["message"]["ai_generated"] is True
     assert answer["message"]["parent_id"] == asked["id"] and answer["message"]["type"] == "reply"
     assert [c["outcome"] for c in standin.event_hook_calls] == ["delivered", "delivered"]
-    assert standin.event_hook_calls[0]["attempts"][0]["status"] == 200
+    assert [a["status"] for c in standin.event_hook_calls for a in c["attempts"]] == [200, 200]
 
 
 async def test_sending_does_not_wait_for_delivery(
@@ -201,7 +202,7 @@ async def test_each_hook_gets_the_types_it_names(
     await client.update_message_partial("m1", {"set": {"text": "final"}}, "gpt-bot")
     await channel.send_event({"type": "typing.start"}, "alice")
     await channel.send_event({"type": "ai_indicator.clear"}, "gpt-bot")  # custom: no hook asked for those
-    calls = await wait_for(lambda: settled(standin, 4), what="four deliveries")
+    calls = await wait_for(lambda: settled(standin, 5), what="five deliveries")
     got = sorted((c["hook_id"], c["event_type"]) for c in calls)
     assert got == [("all", "message.new"), ("all", "message.updated"), ("all", "typing.start"),
                    ("new", "message.new"), ("updated", "message.updated")]
@@ -221,7 +222,7 @@ async def test_custom_events_reach_hooks_that_take_them(
     await channel.send_event({"type": "ai_indicator.stop", "message_id": "m7"}, "alice")
     await channel.send_event({"type": "typing.start"}, "alice")  # Stream's own, and not named: not sent
     await wait_for(lambda: settled(standin, 2), what="two deliveries")
-    stop, stop_one = hook_server.payloads()
+    stop, stop_one = sorted(hook_server.payloads(), key=lambda p: "message_id" in p)  # in either order
     assert (stop["type"], stop["cid"], stop["channel_type"], stop["channel_id"]) == (
         "ai_indicator.stop", CID, "messaging", "general")
     assert stop["user"]["id"] == "alice" and "message_id" not in stop and stop_one["message_id"] == "m7"
