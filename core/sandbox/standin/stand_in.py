@@ -48,10 +48,10 @@ class StreamStandIn:
         self._chat = Chat(self._config, self._lock, command_hook=self._command_hook, emit=self._emit)
         self._event_hooks = EventHooks(self._config, self._recorder, members=self._chat.member_views,
                                        api_key=api_key, api_secret=api_secret, timeout=event_hook_timeout)
-        self.api = self.api_class(api_key=api_key, api_secret=api_secret, config=self._config, chat=self._chat,
-                                  recorder=self._recorder, faults=self._faults, limits=self._limits,
-                                  on_shutdown=self._event_hooks.close)
-        self.app = self.api.asgi_app()
+        self._api = self.api_class(api_key=api_key, api_secret=api_secret, config=self._config, chat=self._chat,
+                                   recorder=self._recorder, faults=self._faults, limits=self._limits,
+                                   on_shutdown=self._event_hooks.close)
+        self.app = self._api.asgi_app()
 
     def _emit(self, event: Json) -> None:
         """Every change, as the event Stream sends about it: to the live feed and the event hooks."""
