@@ -75,10 +75,12 @@ def workdir() -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def standin(folder: Path) -> Iterator[Server]:
-    """The Stream stand-in in its own process (benchmarks/standin_server.py)."""
+def standin(folder: Path, *, rate_limits: bool = False) -> Iterator[Server]:
+    """The Stream stand-in in its own process (benchmarks/standin_server.py); with `rate_limits`,
+    enforcing Stream's app limits (GET /_bench/rate_limited counts the 429s)."""
     log = folder / "standin.log"
-    with _process([PYTHON, "benchmarks/standin_server.py"], log, read_stdout=True) as process:
+    argv = [PYTHON, "benchmarks/standin_server.py", *(["--rate-limits"] if rate_limits else [])]
+    with _process(argv, log, read_stdout=True) as process:
         assert process.stdout is not None
         line = process.stdout.readline().decode()
         if not line.startswith("READY "):

@@ -1,12 +1,14 @@
 """The Stream stand-in in a process of its own, so that the server under test pays none of its cost.
 
     python benchmarks/standin_server.py        # prints "READY http://127.0.0.1:PORT" once serving
+    python benchmarks/standin_server.py --rate-limits    # enforcing Stream's app rate limits
 
-Besides the stand-in's API it answers two read-only routes that count what landed, read
-once a run is over (they deep-copy the stand-in's records, which is slow while it is busy):
+Besides the stand-in's API it answers read-only routes that count what landed, read once a
+run is over (they deep-copy the stand-in's records, which is slow while it is busy):
 
     GET /_bench/sends?user=ID              every successful SendMessage by ID: [[text, at], ...]
     GET /_bench/messages?cid=C&user=ID     ID's messages in C as stored: [{id, text, generating}]
+    GET /_bench/rate_limited               429s from the rate limits, by operation: {"UpdateMessagePartial": 3}
 
 ``at`` is when the stand-in answered, on CLOCK_MONOTONIC, which every process on the machine
 shares, so it can be set against a load generator's send times.
@@ -31,10 +33,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send  # noqa: E402
 
 from benchmarks.webhooks import KEY, SECRET  # noqa: E402
 from slashbots.sandbox.loopback import bind_loopback  # noqa: E402
-from slashbots.sandbox.stream_standin import StreamStandIn  # noqa: E402
+from benchmarks.fast_standin import FastStreamStandIn  # noqa: E402
 
 
-def bench_app(standin: StreamStandIn) -> ASGIApp:
+def bench_app(standin: FastStreamStandIn) -> ASGIApp:
     async def sends(request: Request) -> JSONResponse:
         user = request.query_params["user"]
         found = [
@@ -53,7 +55,11 @@ def bench_app(standin: StreamStandIn) -> ASGIApp:
         ]
         return JSONResponse({"messages": found})
 
-    counting = Starlette(routes=[Route("/_bench/sends", sends), Route("/_bench/messages", messages)])
+    async def rate_limited(request: Request) -> JSONResponse:
+        return JSONResponse(standin.rate_limited)
+
+    counting = Starlette(routes=[Route("/_bench/sends", sends), Route("/_bench/messages", messages),
+                                 Route("/_bench/rate_limited", rate_limited)])
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         # A prefix test rather than a router in front: the stand-in's own calls pay nothing for these routes.
@@ -76,9 +82,10 @@ async def keep_store_out_of_the_collector() -> None:
         gc.freeze()
 
 
-async def serve() -> None:
+async def serve(rate_limits: bool) -> None:
     sock = bind_loopback()
-    config = uvicorn.Config(bench_app(StreamStandIn(KEY, SECRET)), log_level="warning", access_log=False,
+    standin = FastStreamStandIn(KEY, SECRET, rate_limits=rate_limits)
+    config = uvicorn.Config(bench_app(standin), log_level="warning", access_log=False,
                             lifespan="off")
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
@@ -95,4 +102,4 @@ async def serve() -> None:
 
 
 if __name__ == "__main__":
-    uvloop.run(serve())
+    uvloop.run(serve(rate_limits="--rate-limits" in sys.argv[1:]))

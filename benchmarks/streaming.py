@@ -28,7 +28,7 @@ from benchmarks.report import Section  # noqa: E402
 from slashbots.app import create_app  # noqa: E402
 from slashbots.config import load_config  # noqa: E402
 from slashbots.sandbox.loopback import LoopbackServer, bind_loopback  # noqa: E402
-from slashbots.sandbox.stream_standin import StreamStandIn  # noqa: E402
+from benchmarks.fast_standin import FastStreamStandIn  # noqa: E402
 
 KEY, SECRET = "bench-key", "bench-secret-long-enough-for-hs256-signing"
 TOKENS, RATE, FIRST_TOKEN = 600, 30.0, 0.5
@@ -57,7 +57,7 @@ bots:
 """
 
 
-def measure(standin: StreamStandIn, bot_id: str, cid: str, sent_at: float) -> dict[str, float]:
+def measure(standin: FastStreamStandIn, bot_id: str, cid: str, sent_at: float) -> dict[str, float]:
     """Read the reply's writes off the stand-in's call log: its sends to ``cid``, and patches of those messages."""
     ids = {message["id"] for message in standin.messages(cid) if message["user"]["id"] == bot_id}
     writes = []
@@ -74,7 +74,7 @@ def measure(standin: StreamStandIn, bot_id: str, cid: str, sent_at: float) -> di
 
 
 async def run(replies: int, tokens: int = TOKENS) -> dict[str, list[dict[str, float]]]:
-    standin = StreamStandIn(KEY, SECRET)
+    standin = FastStreamStandIn(KEY, SECRET)
     with tempfile.TemporaryDirectory() as folder, LoopbackServer(standin.app) as stream:
         path = Path(folder) / "bots.yaml"
         path.write_text(bots_yaml(tokens))

@@ -45,14 +45,14 @@ from slashbots.scripted_model import ScriptedCall, ScriptedModel, call, scripted
 
 __all__ = [
     "API_KEY", "API_SECRET", "Bots", "ScriptedCall", "ScriptedModel", "Slashbots", "Stream", "bot_messages",
-    "bots_yaml", "call", "final_reply", "scripted_model", "send", "serve_app", "slashbots", "stream_standin",
+    "bots_yaml", "call", "final_reply", "free_port", "scripted_model", "send", "serve_app", "slashbots", "stream_standin",
     "wait_for", "wait_until_ready",
 ]
 
 if TYPE_CHECKING:
     from slashbots.config import Config
     from slashbots.sandbox.loopback import LoopbackServer
-    from slashbots.sandbox.stream_standin import StreamStandIn
+    from slashbots.sandbox.standin import StreamStandIn
     from starlette.applications import Starlette
     from stream_chat import StreamChatAsync
 
@@ -74,7 +74,7 @@ class Stream:
 def stream_standin() -> Iterator[Stream]:
     """Serve a fresh Stream stand-in (credentials ``API_KEY``/``API_SECRET``) until the block ends."""
     from slashbots.sandbox.loopback import LoopbackServer
-    from slashbots.sandbox.stream_standin import StreamStandIn
+    from slashbots.sandbox.standin import StreamStandIn
 
     standin = StreamStandIn(API_KEY, API_SECRET)
     with LoopbackServer(standin.app) as server:
@@ -220,7 +220,7 @@ class Bots:
 
     @property
     def standin(self) -> StreamStandIn:
-        """The Stream stand-in, with everything it saw (see ``core/sandbox/stream_standin.py``)."""
+        """The Stream stand-in, with everything it saw (see ``core/sandbox/standin/stand_in.py``)."""
         return self.stream.standin
 
     @property

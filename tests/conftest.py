@@ -16,7 +16,7 @@ from stream_chat import StreamChatAsync
 
 from slashbots.config import load_config
 from slashbots.sandbox.loopback import LoopbackServer
-from slashbots.sandbox.stream_standin import StreamStandIn
+from slashbots.sandbox.standin import StreamStandIn
 
 # The general machinery is shared with plugin authors' tests (core/testing.py); the tests
 # import it from here, so this module re-exports it.

@@ -12,7 +12,7 @@ from stream_chat import StreamChatAsync
 from slashbots.app import create_app
 from slashbots.config import load_config
 from slashbots.sandbox.loopback import LoopbackServer, bind_loopback
-from slashbots.sandbox.stream_standin import StreamStandIn
+from slashbots.sandbox.standin import StreamStandIn
 from tests.conftest import API_KEY, API_SECRET, ECHO_BOT, bot_messages, final_reply, send, wait_for
 from tests.test_webhook import command_body, post, stream_headers
 

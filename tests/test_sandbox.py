@@ -31,7 +31,7 @@ from stream_chat import StreamChatAsync
 
 from slashbots.sandbox.chat_api import chat_routes
 from slashbots.sandbox.loopback import LoopbackServer, bind_loopback
-from slashbots.sandbox.stream_standin import StreamStandIn
+from slashbots.sandbox.standin import StreamStandIn
 from tests.conftest import API_KEY, API_SECRET
 from tests.support.openai_standin import OpenAIStandIn, Stream
 from tests.support.processes import SLASHBOTS, free_port

@@ -7,13 +7,16 @@ message limits, threads, events and rate-limit errors.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import gzip
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,8 +30,9 @@ from starlette.routing import Route
 from stream_chat import StreamChatAsync
 from stream_chat.base.exceptions import StreamAPIException
 
+import slashbots.sandbox.standin
 from slashbots.sandbox.loopback import LoopbackServer
-from slashbots.sandbox.stream_standin import StreamStandIn
+from slashbots.sandbox.standin import StreamStandIn
 
 KEY, SECRET = "standin-key", "standin-secret-long-enough-for-hs256-0123456789"
 CID = "messaging:general"
@@ -491,3 +495,53 @@ async def test_subscribers_receive_published_events(standin: StreamStandIn) -> N
             ("message.new", "hi"), ("message.updated", "hi!"),
         ]
         standin.unsubscribe(queue)
+
+
+def test_the_standin_imports_nothing_else_of_slashbots() -> None:
+    """It plays Stream independently of our code: a bug there must not hide a bug here."""
+    package = Path(slashbots.sandbox.standin.__file__).parent
+    for module in package.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert not name.startswith("slashbots") or name.startswith("slashbots.sandbox.standin"), (
+                    f"{module.name} imports {name}")
+
+
+@pytest.mark.asyncio
+async def test_the_benchmarks_fast_standin_answers_and_records_the_same(receiver: tuple[Receiver, str]) -> None:
+    """benchmarks/fast_standin.py serves through shortcuts; what it answers and records must not drift."""
+    from benchmarks.fast_standin import FastStreamStandIn
+
+    hook, url = receiver
+    hook.answer = lambda payload: JSONResponse({"message": {"text": "rewritten"}})
+    masks = [(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", "T"), (r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "U"),
+             (r'"(duration|at|elapsed)": ("[^"]*"|[0-9.e-]+)', r'"\1": 0'), (r"127\.0\.0\.1:\d+", "HOST"),
+             (r'(?i)"x-signature": "[0-9a-f]+"', "SIG")]
+
+    async def run(standin: StreamStandIn) -> str:
+        with LoopbackServer(standin.app) as server:
+            async with StreamChatAsync(KEY, SECRET, base_url=server.url) as client:
+                await register_echo(client, url)
+                channel = client.channel("messaging", "general")
+                answers: list[Any] = [await channel.send_message({"text": "/echo hi"}, "alice")]
+                answers.append(await channel.send_message({"id": "m1", "text": "", "ai_generated": True}, "bot"))
+                answers.append(await client.update_message_partial("m1", {"set": {"text": "hey"}}, "bot"))
+                answers.append(await channel.send_event({"type": "ai_indicator.clear"}, "bot"))
+                answers.append(await channel.get_replies("m1"))
+                for bad in (client.get("no/such/thing"), client.update_message_partial("m1", {"set": {"id": "x"}}, "bot")):
+                    with pytest.raises(StreamAPIException) as err:
+                        await bad
+                    answers.append([err.value.status_code, json.loads(err.value.response_text)])
+        seen = json.dumps([answers, standin.calls, standin.hook_calls, standin.published()], sort_keys=True)
+        for pattern, mask in masks:
+            seen = re.sub(pattern, mask, seen)
+        return seen
+
+    plain = await run(StreamStandIn(KEY, SECRET))
+    fast = await run(FastStreamStandIn(KEY, SECRET))
+    if fast != plain:
+        at = next((n for n, (a, b) in enumerate(zip(plain, fast)) if a != b), min(len(plain), len(fast)))
+        pytest.fail(f"the first difference, at {at}:\n{plain[at - 150:at + 150]}\n{fast[at - 150:at + 150]}")
+    assert len(hook.requests) == 2

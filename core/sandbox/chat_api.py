@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 from stream_chat import StreamChatAsync
 from stream_chat.base.exceptions import StreamAPIException
 
-from slashbots.sandbox.stream_standin import BUILTIN_COMMANDS, StreamStandIn
+from slashbots.sandbox.standin import BUILTIN_COMMANDS, StreamStandIn
 
 Json = dict[str, Any]
 

@@ -18,7 +18,7 @@ from slashbots.app import create_app
 from slashbots.config import Config, StreamSettings
 from slashbots.sandbox.chat_api import chat_routes
 from slashbots.sandbox.loopback import bind_loopback
-from slashbots.sandbox.stream_standin import StreamStandIn
+from slashbots.sandbox.standin import StreamStandIn
 
 log = logging.getLogger("slashbots.sandbox")
 
