@@ -1,6 +1,6 @@
 """Concurrency: 1,000 commands in flight at once in one slashbots process, each streaming for 20 s.
 
-The model stand-in is the pacing provider of the relay tests (tests/support/writers.py),
+The model stand-in is the pacing provider of the relay tests (core/paced_writers.py),
 writing one piece every 100 ms for 20 s; each piece names its command, so every final
 message can be checked against exactly the text its command should get. The commands
 arrive at 500/s from the load generator, so all 1,000 are streaming at once for most of
@@ -38,7 +38,7 @@ def bots_yaml(commands: int, seconds: float) -> str:
            "options": {"piece": "{args} ", "pieces": pieces, "delay": PIECE_EVERY}}
     # Shedding would turn commands away here, and this benchmark is about holding all of them at once.
     server = {"max_replies_in_flight": commands * 2, "max_loop_lag_ms": 60_000}
-    return webhooks.bots_yaml([bot], server=server, plugins=["tests.support.writers"])
+    return webhooks.bots_yaml([bot], server=server, plugins=["slashbots.paced_writers"])
 
 
 def expected_text(args: str, seconds: float) -> str:
@@ -97,7 +97,7 @@ def report(result: dict, command: str) -> Section:
     section = Section("4. Concurrency: 1,000 streaming replies in one process", command)
     section.text.append(
         f"{result['commands']:,} commands arriving at {ARRIVALS_PER_S:.0f}/s, each streaming one piece every "
-        f"{PIECE_EVERY * 1000:.0f} ms for {result['seconds']:g} s (tests/support/writers.py), default update "
+        f"{PIECE_EVERY * 1000:.0f} ms for {result['seconds']:g} s (core/paced_writers.py), default update "
         "interval (250 ms). One slashbots process with a 10 ms event-loop probe (benchmarks/probed_serve.py); "
         "baseline: the same process idle, the second before the commands. A reply is lost if no final message "
         "carries exactly its text, duplicated if more than one does."

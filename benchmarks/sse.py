@@ -1,7 +1,7 @@
 """SSE parsing: our parser (plugins/chatgpt/sse.py) against httpx-sse and the openai package's decoder.
 
 All three read the same 50 MB recording of Chat Completions streams, in OpenAI's wire format
-(tests/support/openai_standin.py writes it), cut into the same reads of random sizes (1 B to
+(``completion`` below writes it), cut into the same reads of random sizes (1 B to
 16 KB, so reads end inside lines and inside multibyte characters, as network reads do). Each
 is driven the way its library drives it: our parser is fed ``response.iter_bytes()`` as the
 ChatGPT provider feeds it; httpx-sse runs ``EventSource(response).iter_sse()``; the openai
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import random
 import sys
 import time
@@ -31,7 +32,6 @@ from openai._streaming import SSEDecoder  # noqa: E402
 
 from benchmarks.report import Section  # noqa: E402
 from slashbots.plugins.chatgpt.sse import SSEParser  # noqa: E402
-from tests.support.openai_standin import Stream, stream_bytes  # noqa: E402
 
 MEGABYTES, ROUNDS = 50, 2
 WORDS = ["the", " model", " writes", " tokens", ",", " café", " naïve", " — ", " 日本語", " 🙂", "\n", " `code`",
@@ -40,13 +40,26 @@ WORDS = ["the", " model", " writes", " tokens", ",", " café", " naïve", " — 
 Normal = tuple[str, str, str, int | None]  # (event, data, id, retry), however a library spells "none"
 
 
+def completion(pieces: list[str], *, comment: bool) -> bytes:
+    """One streamed chat completion as OpenAI sends it: a chunk per piece, the finish, usage, [DONE]."""
+    head = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1_790_000_000,
+            "model": "gpt-4o-mini-2024-07-18"}
+    chunks = [{**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
+    chunks += [{**head, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]} for piece in pieces]
+    chunks += [{**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+               {**head, "choices": [], "usage": {"prompt_tokens": 20, "completion_tokens": len(pieces),
+                                                 "total_tokens": 20 + len(pieces)}}]
+    events = [f"data: {json.dumps(chunk, ensure_ascii=False, separators=(',', ':'))}\n\n" for chunk in chunks]
+    return ((": keep-alive\n\n" if comment else "") + "".join(events) + "data: [DONE]\n\n").encode()
+
+
 def recording(megabytes: int, seed: int = 0) -> list[bytes]:
     """Completions back to back until ``megabytes``, cut into reads of random sizes."""
     rng = random.Random(seed)
     parts, size = [], 0
     while size < megabytes * 1_000_000:
         pieces = ["".join(rng.choices(WORDS, k=rng.randint(1, 3))) for _ in range(rng.randint(20, 400))]
-        body = stream_bytes(Stream(pieces=pieces, comments=rng.random() < 0.1))
+        body = completion(pieces, comment=rng.random() < 0.1)
         parts.append(body)
         size += len(body)
     data = b"".join(parts)

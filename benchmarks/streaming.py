@@ -38,7 +38,7 @@ INTERVAL_MS = 250
 def bots_yaml(tokens: int) -> str:
     return f"""\
 stream: {{api_key: {KEY}, api_secret: {SECRET}}}
-plugins: [tests.support.writers]
+plugins: [slashbots.paced_writers]
 bots:
   - command: relay
     description: streams with the relay

@@ -81,7 +81,7 @@ def test_a_backlog_of_urgent_updates_holds_a_patch_back_at_most_max_backlog() ->
 
 
 async def test_concurrent_streams_share_the_write_budget(serve, chat) -> None:
-    served = serve(WRITERS, extra="plugins:\n  - tests.support.writers\nserver: {stream_writes_per_second: 5}\n")
+    served = serve(WRITERS, extra="plugins:\n  - slashbots.paced_writers\nserver: {stream_writes_per_second: 5}\n")
     started = time.monotonic()
     await asyncio.gather(*(send(chat, "/write", cid=f"messaging:c{n}") for n in range(4)))
     for n in range(4):

@@ -13,12 +13,11 @@ from tests.conftest import API_KEY, API_SECRET, bot_messages, wait_for
 from tests.support.processes import Served, start_process, stop, wait_ready
 from tests.test_webhook import command_body, post, stream_headers
 
-REPO = Path(__file__).resolve().parents[1]
 LEASE = 2.0
 PIECES, DELAY = 30, 0.1  # a three-second answer
 BOTS = f"""\
 stream: {{api_key: {API_KEY}, api_secret: {API_SECRET}}}
-plugins: [tests.support.writers]
+plugins: [slashbots.paced_writers]
 server: {{reply_lease_seconds: {LEASE}, shutdown_timeout: 0.5}}
 bots:
   - command: slow
@@ -36,8 +35,7 @@ def whole_answer_by(pid: int) -> str:
 
 
 @contextmanager
-def instances(tmp_path: Path, stream_url: str, redis_url: str, monkeypatch, count: int = 2) -> Iterator[list[Served]]:
-    monkeypatch.setenv("PYTHONPATH", str(REPO))  # so the served processes can import tests.support.writers
+def instances(tmp_path: Path, stream_url: str, redis_url: str, count: int = 2) -> Iterator[list[Served]]:
     config = tmp_path / "bots.yaml"
     config.write_text(BOTS, encoding="utf-8")
     env = {"SLASHBOTS_REDIS_URL": redis_url, "SLASHBOTS_PUBLIC_URL": "http://127.0.0.1:9/load-balancer"}
@@ -73,8 +71,8 @@ async def finished(stream, timeout: float) -> dict:
 
 
 async def test_a_killed_instances_reply_is_finished_by_another_in_the_same_message(
-        stream, redis_server, tmp_path, monkeypatch) -> None:
-    with instances(tmp_path, stream.url, redis_server.url, monkeypatch) as (first, second):
+        stream, redis_server, tmp_path) -> None:
+    with instances(tmp_path, stream.url, redis_server.url) as (first, second):
         await start_answer(stream, first)
         first.process.send_signal(signal.SIGKILL)
         killed = time.monotonic()
@@ -87,8 +85,8 @@ async def test_a_killed_instances_reply_is_finished_by_another_in_the_same_messa
     assert "taking over the reply to slow:" in second.output
 
 
-async def test_sigterm_hands_a_running_reply_over_to_be_finished_whole(stream, redis_server, tmp_path, monkeypatch) -> None:
-    with instances(tmp_path, stream.url, redis_server.url, monkeypatch) as (first, second):
+async def test_sigterm_hands_a_running_reply_over_to_be_finished_whole(stream, redis_server, tmp_path) -> None:
+    with instances(tmp_path, stream.url, redis_server.url) as (first, second):
         await start_answer(stream, first)
         stop(first)  # SIGTERM; shutdown_timeout 0.5 s is too short for this answer
         assert "handed 1 running replies back for another instance to finish" in first.output
@@ -99,8 +97,8 @@ async def test_sigterm_hands_a_running_reply_over_to_be_finished_whole(stream, r
 
 
 async def test_a_paused_instance_that_wakes_without_its_lease_writes_nothing_more(
-        stream, redis_server, tmp_path, monkeypatch) -> None:
-    with instances(tmp_path, stream.url, redis_server.url, monkeypatch) as (first, second):
+        stream, redis_server, tmp_path) -> None:
+    with instances(tmp_path, stream.url, redis_server.url) as (first, second):
         await start_answer(stream, first)
         first.process.send_signal(signal.SIGSTOP)
         await wait_for(lambda: f"{second.process.pid}:0" in the_one_reply(stream)["text"], timeout=2 * LEASE + 10,

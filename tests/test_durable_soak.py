@@ -11,7 +11,6 @@ import random
 import signal
 import statistics
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,12 +20,11 @@ from tests.conftest import API_KEY, API_SECRET
 from tests.support.processes import Served, start_process, stop, wait_ready
 from tests.test_webhook import command_body, stream_headers
 
-REPO = Path(__file__).resolve().parents[1]
 COMMANDS, RATE, KILL_EVERY = 500, 25.0, (2.0, 4.0)
 LEASE, PIECES, DELAY = 2.0, 10, 0.1
 BOTS = f"""\
 stream: {{api_key: {API_KEY}, api_secret: {API_SECRET}}}
-plugins: [tests.support.writers]
+plugins: [slashbots.paced_writers]
 server: {{reply_lease_seconds: {LEASE}, max_loop_lag_ms: 5000}}
 bots:
   - command: slow
@@ -41,8 +39,7 @@ bots:
 
 @pytest.mark.slow
 async def test_random_kills_lose_nothing_duplicate_nothing_and_leave_nothing_generating(
-        stream, redis_server, tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
+        stream, redis_server, tmp_path) -> None:
     config = tmp_path / "bots.yaml"
     config.write_text(BOTS, encoding="utf-8")
     env = {"SLASHBOTS_REDIS_URL": redis_url(redis_server), "SLASHBOTS_PUBLIC_URL": "http://127.0.0.1:9/load-balancer"}

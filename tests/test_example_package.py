@@ -36,6 +36,8 @@ from slashbots.testing import (
 )
 from stream_chat import StreamChatAsync
 
+pytestmark = pytest.mark.slow  # a fresh venv: skip with -m 'not slow' while developing
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "slashbots-dice"
 

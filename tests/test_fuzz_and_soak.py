@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import asyncio
 import gzip
 import hashlib
@@ -17,6 +19,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import API_KEY, API_SECRET, bot_messages, send, wait_for
 from tests.test_webhook import stream_headers
+
+pytestmark = pytest.mark.slow  # fuzzing and a soak: skip with -m 'not slow' while developing
 
 FUZZ_EXAMPLES = int(os.environ.get("SLASHBOTS_FUZZ_EXAMPLES", "10000"))
 
@@ -134,7 +138,7 @@ SOAK_BOT = """\
 
 async def test_soak_500_commands_20_users_with_faults_lose_and_duplicate_nothing(serve, chat) -> None:
     # Shedding on loop lag is off for the same reason: the lag here is the test's own crowd.
-    served = serve(SOAK_BOT, extra="plugins:\n  - tests.support.writers\nserver: {max_loop_lag_ms: 60000}\n")
+    served = serve(SOAK_BOT, extra="plugins:\n  - slashbots.paced_writers\nserver: {max_loop_lag_ms: 60000}\n")
     standin = served.standin
     # Stream, slashbots and 20 users share one process and two cores here, so a stall of the
     # test's own making could pass for a slow ack; the ack's speed is measured in benchmarks/.
@@ -167,7 +171,6 @@ async def test_soak_500_commands_20_users_with_faults_lose_and_duplicate_nothing
     # Waiting on the app's own counters is cheap; reading the stand-in's messages often is not.
     jobs = served.app.state.replies
     await wait_for(lambda: jobs.finished >= 500 and not jobs.running, timeout=120, what="500 finished replies")
-    await asyncio.sleep(0.5)
     by_token: dict[str, list[str]] = {}
     for message in replies():
         by_token.setdefault(message["text"].split()[0], []).append(message["text"])

@@ -10,11 +10,14 @@ import zipfile
 from importlib.metadata import version
 from pathlib import Path
 
+import pytest
+
 from tests.support.processes import SLASHBOTS
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # builds a wheel from a copy of the tree
 def test_the_wheel_installs_one_top_level_name_slashbots(tmp_path: Path) -> None:
     # A clean copy, so a stale build/ or egg-info in the checkout cannot hide a leaked package.
     tree = shutil.copytree(REPO, tmp_path / "tree", ignore=shutil.ignore_patterns(

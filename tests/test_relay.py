@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
@@ -21,7 +20,7 @@ WRITER = """\
     streaming: {streaming}
     options: {options}
 """
-PLUGIN = "plugins:\n  - tests.support.writers\n"
+PLUGIN = "plugins:\n  - slashbots.paced_writers\n"
 
 
 def writer(serve, *, interval: int = 250, streaming: bool = True, **options):
@@ -191,5 +190,5 @@ async def test_trailing_whitespace_at_the_limit_makes_no_empty_message(serve, ch
     await send(chat, "/write")
     [reply] = await final_reply(served.standin, "writer-bot")
     assert reply["text"] == ("word " * 20).strip()
-    await asyncio.sleep(0.3)
+    await wait_for(lambda: not served.app.state.replies.running, what="the reply job to end")  # it posts nothing after
     assert len(bot_messages(served.standin, "writer-bot")) == 1

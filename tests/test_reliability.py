@@ -25,7 +25,7 @@ SLOW = """\
     update_interval_ms: 50
     options: {{pieces: {pieces}, piece: "step ", delay: {delay}}}
 """
-WRITERS = "plugins:\n  - tests.support.writers\n"
+WRITERS = "plugins:\n  - slashbots.paced_writers\n"
 
 
 async def test_a_replayed_webhook_is_answered_once(serve) -> None:
@@ -36,7 +36,8 @@ async def test_a_replayed_webhook_is_answered_once(serve) -> None:
         response = await post(served.url, raw, headers)
         assert response.status_code == 200
     await final_reply(served.standin, "echo-bot")
-    await asyncio.sleep(0.3)
+    await wait_for(lambda: not served.app.state.replies.running, what="the reply job to end")
+    assert served.app.state.replies.finished == 1  # the acks of the replays started no job
     assert [m["text"] for m in bot_messages(served.standin, "echo-bot")] == ["once"]
 
 
@@ -50,7 +51,8 @@ async def test_the_same_message_under_new_webhook_ids_is_answered_once(serve) ->
     del headers["X-Webhook-Id"]
     assert (await post(served.url, raw, headers)).status_code == 200
     await final_reply(served.standin, "echo-bot")
-    await asyncio.sleep(0.3)
+    await wait_for(lambda: not served.app.state.replies.running, what="the reply job to end")
+    assert served.app.state.replies.finished == 1
     assert len(bot_messages(served.standin, "echo-bot")) == 1
 
 

@@ -36,6 +36,8 @@ from tests.conftest import API_KEY, API_SECRET
 from tests.support.openai_standin import OpenAIStandIn, Stream
 from tests.support.processes import SLASHBOTS, free_port
 
+pytestmark = pytest.mark.slow  # a browser: skip with -m 'not slow' while developing
+
 try:
     from playwright.sync_api import Browser, Page, expect, sync_playwright
 except ImportError:  # the browser tests say so below; the rest still run

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import time
-from pathlib import Path
 
 import pytest
 from slashbots.testing import send
@@ -12,12 +11,11 @@ from slashbots.testing import send
 from tests.conftest import API_KEY, API_SECRET, bot_messages, wait_for
 from tests.support.processes import serve_process
 
-REPO = Path(__file__).resolve().parents[1]
 SHUTDOWN_TIMEOUT = 2
 OVERRUN = 5  # the promise: SIGTERM to exit within shutdown_timeout + 5 s
 BOTS = f"""\
 stream: {{api_key: {API_KEY}, api_secret: {API_SECRET}}}
-plugins: [tests.support.writers]
+plugins: [slashbots.paced_writers]
 server: {{shutdown_timeout: {SHUTDOWN_TIMEOUT}}}
 bots:
   - command: slow
@@ -36,8 +34,7 @@ WRITES = r"^/channels/[^/]+/[^/]+/(message|event)$|^/messages/"
     ("fails every write", {"status": 503}),
     ("never answers a write", {"status": None, "delay": 120.0}),
 ])
-async def test_sigterm_exits_in_time_while_stream_fails_every_write(stream, chat, tmp_path, monkeypatch, how, fault) -> None:
-    monkeypatch.setenv("PYTHONPATH", str(REPO))  # so the served process can import tests.support.writers
+async def test_sigterm_exits_in_time_while_stream_fails_every_write(stream, chat, tmp_path, how, fault) -> None:
     config = tmp_path / "bots.yaml"
     config.write_text(BOTS, encoding="utf-8")
     with serve_process(config, stream.url) as served:

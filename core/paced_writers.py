@@ -1,6 +1,8 @@
-"""Providers for relay tests: they write at a set pace, the way models do.
+"""Providers that write at a set pace, the way models do: for tests and benchmarks of streaming.
 
-Loaded by bots.yaml (``plugins: [tests.support.writers]``) like any third-party plugin.
+A plugin like any third party's, loaded only when named: ``plugins: [slashbots.paced_writers]``
+in bots.yaml. ``provider: writer`` writes pieces ``delay`` apart; ``provider: signed`` also
+names the process in each piece, so a test can tell apart two instances' runs of one reply.
 """
 
 from __future__ import annotations
