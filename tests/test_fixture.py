@@ -3,30 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
 from slashbots import hookimpl
 from slashbots.config import ConfigError
+from slashbots.testing import wait_for
 
 
 class Counting:
-    """Streams "one", "one two", "one two three", each piece only once the last is on screen."""
+    """Streams "one", "one two", "one two three": each next piece once the test has seen the last on screen."""
+
+    gates = [threading.Event(), threading.Event()]  # set by the test (the server runs in another thread)
 
     def __init__(self, options):
         pass
 
     async def respond(self, request):
-        words = ""
-        for word in ("one", "two", "three"):
-            words = f"{words} {word}".strip()
-            yield word if words == word else f" {word}"
-            await self.until_shown(request, words)
-
-    @staticmethod
-    async def until_shown(request, text):
-        while not any(m.user_id == request.bot.identity.id and m.text == text for m in await request.history(5)):
-            await asyncio.sleep(0.01)
+        yield "one"
+        await asyncio.to_thread(self.gates[0].wait, 10)
+        yield " two"
+        await asyncio.to_thread(self.gates[1].wait, 10)
+        yield " three"
 
 
 class CountingPlugin:
@@ -38,7 +37,14 @@ class CountingPlugin:
 async def test_shown_gives_what_users_saw_as_the_answer_streamed(slashbots) -> None:
     bots = slashbots.start([{"command": "count", "provider": "counting", "update_interval_ms": 50},
                             {"command": "echo", "provider": "echo"}], plugins=[CountingPlugin()])
-    assert await bots.command("/count") == "one two three"
+    for gate in Counting.gates:
+        gate.clear()
+    answer = asyncio.create_task(bots.command("/count"))
+    await wait_for(lambda: bots.shown() == ["one"], what="the first piece on screen")
+    Counting.gates[0].set()
+    await wait_for(lambda: bots.shown()[-1:] == ["one two"], what="the second piece on screen")
+    Counting.gates[1].set()
+    assert await answer == "one two three"
     assert bots.shown() == ["one", "one two", "one two three"]
     assert await bots.command("/echo hi") == "hi"
     assert bots.shown(bot="echo") == ["hi"]
