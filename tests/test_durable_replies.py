@@ -10,24 +10,31 @@ from pathlib import Path
 from typing import Iterator
 
 from tests.conftest import API_KEY, API_SECRET, bot_messages, wait_for
-from tests.support.processes import Served, start_process, stop, wait_ready
+from tests.support.processes import Served, instances, stop
 from tests.test_webhook import command_body, post, stream_headers
 
 LEASE = 2.0
 PIECES, DELAY = 30, 0.1  # a three-second answer
-BOTS = f"""\
+
+
+def signed_bot(*, lease: float, pieces: int, delay: float, interval_ms: int, server: str) -> str:
+    """bots.yaml for one bot whose answers name the process that wrote them (slashbots.paced_writers)."""
+    return f"""\
 stream: {{api_key: {API_KEY}, api_secret: {API_SECRET}}}
 plugins: [slashbots.paced_writers]
-server: {{reply_lease_seconds: {LEASE}, shutdown_timeout: 0.5}}
+server: {{reply_lease_seconds: {lease}, {server}}}
 bots:
   - command: slow
     description: Takes its time, and signs what it writes
     provider: signed
     channel_types: [messaging]
     identity: {{id: slow-bot, name: Slow bot}}
-    update_interval_ms: 50
-    options: {{pieces: {PIECES}, delay: {DELAY}}}
+    update_interval_ms: {interval_ms}
+    options: {{pieces: {pieces}, delay: {delay}}}
 """
+
+
+BOTS = signed_bot(lease=LEASE, pieces=PIECES, delay=DELAY, interval_ms=50, server="shutdown_timeout: 0.5")
 
 
 def whole_answer_by(pid: int) -> str:
@@ -35,20 +42,11 @@ def whole_answer_by(pid: int) -> str:
 
 
 @contextmanager
-def instances(tmp_path: Path, stream_url: str, redis_url: str, count: int = 2) -> Iterator[list[Served]]:
+def two(tmp_path: Path, stream_url: str, redis_url: str) -> Iterator[list[Served]]:
     config = tmp_path / "bots.yaml"
     config.write_text(BOTS, encoding="utf-8")
-    env = {"SLASHBOTS_REDIS_URL": redis_url, "SLASHBOTS_PUBLIC_URL": "http://127.0.0.1:9/load-balancer"}
-    started = [start_process(config, stream_url, env=env) for _ in range(count)]
-    try:
-        for served in started:
-            wait_ready(served)
+    with instances(config, stream_url, redis_url, count=2) as started:
         yield started
-    finally:
-        for served in started:
-            if served.process.poll() is None:
-                served.process.send_signal(signal.SIGCONT)  # a paused one must be able to hear SIGTERM
-            stop(served)
 
 
 async def start_answer(stream, served: Served) -> None:
@@ -72,7 +70,7 @@ async def finished(stream, timeout: float) -> dict:
 
 async def test_a_killed_instances_reply_is_finished_by_another_in_the_same_message(
         stream, redis_server, tmp_path) -> None:
-    with instances(tmp_path, stream.url, redis_server.url) as (first, second):
+    with two(tmp_path, stream.url, redis_server.url) as (first, second):
         await start_answer(stream, first)
         first.process.send_signal(signal.SIGKILL)
         killed = time.monotonic()
@@ -86,7 +84,7 @@ async def test_a_killed_instances_reply_is_finished_by_another_in_the_same_messa
 
 
 async def test_sigterm_hands_a_running_reply_over_to_be_finished_whole(stream, redis_server, tmp_path) -> None:
-    with instances(tmp_path, stream.url, redis_server.url) as (first, second):
+    with two(tmp_path, stream.url, redis_server.url) as (first, second):
         await start_answer(stream, first)
         stop(first)  # SIGTERM; shutdown_timeout 0.5 s is too short for this answer
         assert "handed 1 running replies back for another instance to finish" in first.output
@@ -98,7 +96,7 @@ async def test_sigterm_hands_a_running_reply_over_to_be_finished_whole(stream, r
 
 async def test_a_paused_instance_that_wakes_without_its_lease_writes_nothing_more(
         stream, redis_server, tmp_path) -> None:
-    with instances(tmp_path, stream.url, redis_server.url) as (first, second):
+    with two(tmp_path, stream.url, redis_server.url) as (first, second):
         await start_answer(stream, first)
         first.process.send_signal(signal.SIGSTOP)
         await wait_for(lambda: f"{second.process.pid}:0" in the_one_reply(stream)["text"], timeout=2 * LEASE + 10,

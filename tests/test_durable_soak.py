@@ -16,25 +16,13 @@ import httpx
 import pytest
 
 from slashbots.leases import reply_message_id
-from tests.conftest import API_KEY, API_SECRET
-from tests.support.processes import Served, start_process, stop, wait_ready
+from tests.support.processes import LOAD_BALANCER, Served, start_process, stop, wait_ready
+from tests.test_durable_replies import signed_bot
 from tests.test_webhook import command_body, stream_headers
 
 COMMANDS, RATE, KILL_EVERY = 500, 25.0, (2.0, 4.0)
 LEASE, PIECES, DELAY = 2.0, 10, 0.1
-BOTS = f"""\
-stream: {{api_key: {API_KEY}, api_secret: {API_SECRET}}}
-plugins: [slashbots.paced_writers]
-server: {{reply_lease_seconds: {LEASE}, max_loop_lag_ms: 5000}}
-bots:
-  - command: slow
-    description: Takes its time, and signs what it writes
-    provider: signed
-    channel_types: [messaging]
-    identity: {{id: slow-bot, name: Slow bot}}
-    update_interval_ms: 100
-    options: {{pieces: {PIECES}, delay: {DELAY}}}
-"""
+BOTS = signed_bot(lease=LEASE, pieces=PIECES, delay=DELAY, interval_ms=100, server="max_loop_lag_ms: 5000")
 
 
 @pytest.mark.slow
@@ -42,7 +30,7 @@ async def test_random_kills_lose_nothing_duplicate_nothing_and_leave_nothing_gen
         stream, redis_server, tmp_path) -> None:
     config = tmp_path / "bots.yaml"
     config.write_text(BOTS, encoding="utf-8")
-    env = {"SLASHBOTS_REDIS_URL": redis_url(redis_server), "SLASHBOTS_PUBLIC_URL": "http://127.0.0.1:9/load-balancer"}
+    env = {"SLASHBOTS_REDIS_URL": redis_server.url, "SLASHBOTS_PUBLIC_URL": LOAD_BALANCER}
     rng = random.Random(7)
     live: list[Served] = [start_process(config, stream.url, env=env) for _ in range(3)]
     for served in live:
@@ -129,6 +117,3 @@ def whole(text: str) -> bool:
     pids = {piece.split(":")[0] for piece in pieces}
     return len(pids) == 1 and [piece.split(":")[1] for piece in pieces] == [str(i) for i in range(PIECES)]
 
-
-def redis_url(server) -> str:
-    return server.url

@@ -12,7 +12,7 @@ from typing import Iterator
 import httpx
 
 from tests.conftest import API_KEY, API_SECRET, bot_messages, final_reply
-from tests.support.processes import Served, start_process, stop, wait_ready
+from tests.support.processes import Served, instances
 from tests.test_webhook import command_body, post, stream_headers
 
 BOTS = f"""\
@@ -28,19 +28,11 @@ bots:
 
 
 @contextmanager
-def instances(tmp_path: Path, stream_url: str, redis_url: str, count: int = 3) -> Iterator[list[Served]]:
-    """``count`` instances started at the same moment, as behind one load balancer (one public URL)."""
+def three(tmp_path: Path, stream_url: str, redis_url: str) -> Iterator[list[Served]]:
     config = tmp_path / "bots.yaml"
     config.write_text(BOTS, encoding="utf-8")
-    env = {"SLASHBOTS_REDIS_URL": redis_url, "SLASHBOTS_PUBLIC_URL": "http://127.0.0.1:9/load-balancer"}
-    started = [start_process(config, stream_url, env=env) for _ in range(count)]
-    try:
-        for served in started:
-            wait_ready(served)
+    with instances(config, stream_url, redis_url, count=3) as started:
         yield started
-    finally:
-        for served in started:
-            stop(served)
 
 
 def metric(served: Served, name: str, **labels: str) -> float:
@@ -58,7 +50,7 @@ def outcomes(servers: list[Served], outcome: str) -> float:
 
 async def test_started_together_all_ready_and_a_webhook_delivered_to_all_is_answered_once(
         stream, redis_server, tmp_path) -> None:
-    with instances(tmp_path, stream.url, redis_server.url) as servers:
+    with three(tmp_path, stream.url, redis_server.url) as servers:
         raw = json.dumps(command_body("/echo only once")).encode()
         headers = stream_headers(raw)
         answers = await asyncio.gather(*(post(s.url, raw, headers) for s in servers))
@@ -74,7 +66,7 @@ async def test_started_together_all_ready_and_a_webhook_delivered_to_all_is_answ
 
 
 async def test_one_users_flood_through_every_instance_meets_one_limit(stream, redis_server, tmp_path) -> None:
-    with instances(tmp_path, stream.url, redis_server.url) as servers:
+    with three(tmp_path, stream.url, redis_server.url) as servers:
         answers = []
         for n in range(15):
             raw = json.dumps(command_body(f"/echo flood {n}")).encode()
@@ -88,7 +80,7 @@ async def test_one_users_flood_through_every_instance_meets_one_limit(stream, re
 
 async def test_redis_stopped_and_restarted_under_load_no_5xx_every_accepted_command_answered(
         stream, redis_server, tmp_path) -> None:
-    with instances(tmp_path, stream.url, redis_server.url) as servers:
+    with three(tmp_path, stream.url, redis_server.url) as servers:
         accepted: list[str] = []
         statuses: list[int] = []
 

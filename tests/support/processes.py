@@ -60,3 +60,22 @@ def serve_process(config: Path, stream_url: str, *args: str) -> Iterator[Served]
         yield served
     finally:
         stop(served)
+
+
+LOAD_BALANCER = "http://127.0.0.1:9/load-balancer"  # every instance advertises the same public URL, as behind one
+
+
+@contextmanager
+def instances(config: Path, stream_url: str, redis_url: str, count: int) -> Iterator[list[Served]]:
+    """``count`` instances on one Redis, started at the same moment, ready; each SIGTERMed (resumed first if paused)."""
+    env = {"SLASHBOTS_REDIS_URL": redis_url, "SLASHBOTS_PUBLIC_URL": LOAD_BALANCER}
+    started = [start_process(config, stream_url, env=env) for _ in range(count)]
+    try:
+        for served in started:
+            wait_ready(served)
+        yield started
+    finally:
+        for served in started:
+            if served.process.poll() is None:
+                served.process.send_signal(signal.SIGCONT)  # a paused one must be able to hear SIGTERM
+            stop(served)
