@@ -98,20 +98,27 @@ class LeaseKeeper:
         """Forever: renew, report the jobs lost to ``lost``, and hand up to ``room()`` lapsed jobs to ``orphans``."""
         while True:
             await asyncio.sleep(self.every)
-            held = set(self.held)
-            if held:
-                asked = self.clock()  # before the call: the lease runs from no later than this
-                gone = await self.shared.renew(held)
-                for job_id in held - gone:
-                    if job_id in self.held:
-                        self.held[job_id] = asked
-                if gone:
-                    lost(gone)
-            free = room()
-            if free > 0:
-                asked = self.clock()
-                claimed = await self.shared.claim_orphans(most=min(free, 20))
-                if claimed:
-                    for orphan in claimed:
-                        self.held[orphan.id] = asked
-                    orphans(claimed)
+            try:
+                await self._round(lost, orphans, room)
+            except Exception:  # a bug here must not end lease keeping for the life of the process
+                log.exception("keeping reply leases failed; trying again in %.1fs", self.every)
+
+    async def _round(self, lost: Callable[[set[str]], None], orphans: Callable[[list[Orphan]], None],
+                     room: Callable[[], int]) -> None:
+        held = set(self.held)
+        if held:
+            asked = self.clock()  # before the call: the lease runs from no later than this
+            gone = await self.shared.renew(held)
+            for job_id in held - gone:
+                if job_id in self.held:
+                    self.held[job_id] = asked
+            if gone:
+                lost(gone)
+        free = room()
+        if free > 0:
+            asked = self.clock()
+            claimed = await self.shared.claim_orphans(most=min(free, 20))
+            for orphan in claimed:
+                self.held[orphan.id] = asked
+            if claimed:
+                orphans(claimed)
