@@ -11,7 +11,9 @@ import os
 import time
 from typing import AsyncIterator, Callable, Sequence
 
+from slashbots.admission import Gate
 from slashbots.config import Config
+from slashbots.defaults import tokens_per_answer, with_provider_defaults
 from slashbots.metrics import Metrics
 from slashbots.plugin_manager import PluginManager, build_providers, close_providers, plugin_manager
 from slashbots.proxies import UnsupportedProxy
@@ -89,6 +91,7 @@ def create_app(
     pm = pm or plugin_manager(config)
     tools = bot_tools(config, pm)
     providers = build_providers(config, pm)
+    config = with_provider_defaults(config, pm)
     metrics = Metrics()
     try:
         gateway = StreamGateway(config.stream.api_key, config.stream.api_secret, base_url=stream_url, metrics=metrics)
@@ -106,7 +109,9 @@ def create_app(
         metrics=metrics,
         tools=tools,
     )
-    webhook = WebhookEndpoint(config.stream.api_key, config.stream.api_secret, bots, replies, shared, metrics)
+    gate = Gate(shared, reserves={command: tokens_per_answer(provider) for command, provider in providers.items()},
+                metrics=metrics)
+    webhook = WebhookEndpoint(config.stream.api_key, config.stream.api_secret, bots, replies, shared, metrics, gate)
     public_url = public_url if public_url is not None else os.environ.get("SLASHBOTS_PUBLIC_URL")
     handler_url = handler_url_for(config, public_url)
 

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from typing import Any, Mapping
 
 import yaml
+from slashbots.access import KEYS as ACCESS_KEYS, Access, Rule
+from slashbots.budgets import Budget
 from slashbots.ratelimit import Rate
 
 MAX_COMMANDS = 50  # Stream's limit on custom commands per app
@@ -24,6 +26,8 @@ BUILTIN_COMMANDS = frozenset({"giphy", "mute", "ban", "unmute", "unban"})
 COMMAND_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 USER_ID = re.compile(r"[A-Za-z0-9@_-]+")
 CHANNEL_TYPE = re.compile(r"[a-z0-9_-]+")
+CID = re.compile(r"[a-z0-9_-]+:[A-Za-z0-9!@_-]+")
+ROLE = re.compile(r"[A-Za-z0-9_-]+")
 MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 ENV_REFERENCE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -62,8 +66,11 @@ class Bot:
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     streaming: bool = True
     update_interval_ms: int = 250
-    rate_limits: Mapping[str, Rate] = field(default_factory=lambda: MappingProxyType({}))  # scope -> rate
+    # scope -> rate; None until start-up fills in the provider's default (bots.yaml said nothing)
+    rate_limits: Mapping[str, Rate] | None = None
     tools: tuple[str, ...] = ()  # names of the tools this bot's model may call
+    access: Access = Access()  # allow: and deny:
+    budgets: Mapping[str, Budget] = field(default_factory=lambda: MappingProxyType({}))  # scope -> tokens a period
 
 
 @dataclass(frozen=True)
@@ -244,7 +251,8 @@ class _Reader:
             value,
             path,
             required={"command", "description", "provider", "channel_types", "identity"},
-            optional={"args", "options", "streaming", "update_interval_ms", "rate_limit", "tools"},
+            optional={"args", "options", "streaming", "update_interval_ms", "rate_limit", "tools", "allow", "deny",
+                      "budget"},
         )
         command = self.string(entry["command"], f"{path}.command", pattern=COMMAND_NAME,
                               expected="a command name: lowercase letters, digits, '-' and '_', starting with a letter")
@@ -264,22 +272,26 @@ class _Reader:
         streaming = entry.get("streaming", True)
         if not isinstance(streaming, bool):
             raise self.fail(f"{path}.streaming", f"expected true or false, got {streaming!r}")
+        types = tuple(
+            self.string(item, f"{path}.channel_types[{i}]", pattern=CHANNEL_TYPE,
+                        expected="a channel type name such as 'messaging'")
+            for i, item in enumerate(channel_types)
+        )
         return Bot(
             command=command,
             description=self.string(entry["description"], f"{path}.description", max_length=255),
             provider=self.string(entry["provider"], f"{path}.provider"),
-            channel_types=tuple(
-                self.string(item, f"{path}.channel_types[{i}]", pattern=CHANNEL_TYPE,
-                            expected="a channel type name such as 'messaging'")
-                for i, item in enumerate(channel_types)
-            ),
+            channel_types=types,
             identity=self.identity(entry["identity"], f"{path}.identity"),
             args=self.optional_string(entry, "args", path, max_length=255) or "",
             options=_freeze(options),
             streaming=streaming,
             update_interval_ms=interval,
-            rate_limits=self.rate_limits(entry.get("rate_limit", {}), f"{path}.rate_limit"),
+            rate_limits=self.rate_limits(entry["rate_limit"], f"{path}.rate_limit") if "rate_limit" in entry else None,
             tools=self.tools(entry.get("tools", []), f"{path}.tools"),
+            access=Access(allow=self.access_rule(entry.get("allow", {}), f"{path}.allow", types),
+                          deny=self.access_rule(entry.get("deny", {}), f"{path}.deny", types)),
+            budgets=self.budgets(entry.get("budget", {}), f"{path}.budget"),
         )
 
     def tools(self, value: Any, path: str) -> tuple[str, ...]:
@@ -293,6 +305,10 @@ class _Reader:
         return tuple(names)
 
     def rate_limits(self, value: Any, path: str) -> Mapping[str, Rate]:
+        if value == "none":
+            return MappingProxyType({})  # off, the provider's default included
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a mapping such as {{per_user: 5/minute}}, or none, got {_describe(value)}")
         section = self.mapping(value, path, optional={"per_user", "per_channel", "per_bot"})
         limits = {}
         for scope, text in section.items():
@@ -301,6 +317,41 @@ class _Reader:
             except ValueError as exc:
                 raise self.fail(f"{path}.{scope}", str(exc)) from None
         return MappingProxyType(limits)
+
+    def access_rule(self, value: Any, path: str, channel_types: tuple[str, ...]) -> Rule:
+        section = self.mapping(value, path, optional=set(ACCESS_KEYS))
+        patterns = {
+            "channel_types": (CHANNEL_TYPE, "a channel type name such as 'messaging'"),
+            "channels": (CID, "a channel id with its type, such as 'messaging:general'"),
+            "users": (USER_ID, "a Stream user id: letters, digits, '@', '_' or '-'"),
+            "roles": (ROLE, "a Stream role such as 'user', 'admin' or 'guest'"),
+        }
+        entries: dict[str, frozenset[str]] = {}
+        for key, items in section.items():
+            pattern, expected = patterns[key]
+            seen: list[str] = []
+            for i, item in enumerate(self.sequence(items, f"{path}.{key}")):
+                name = self.string(item, f"{path}.{key}[{i}]", pattern=pattern, expected=expected)
+                if name in seen:
+                    raise self.fail(f"{path}.{key}[{i}]", f"'{name}' is already listed")
+                kind = name.partition(":")[0] if key in ("channel_types", "channels") else None
+                if kind is not None and kind not in channel_types:
+                    # The command is not enabled there: the entry could only be a mistake.
+                    raise self.fail(f"{path}.{key}[{i}]", f"'{kind}' is not one of this bot's channel_types "
+                                                          f"({', '.join(channel_types)}), so this has no effect")
+                seen.append(name)
+            entries[key] = frozenset(seen)
+        return Rule(**entries)
+
+    def budgets(self, value: Any, path: str) -> Mapping[str, Budget]:
+        section = self.mapping(value, path, optional={"per_user", "per_channel", "per_bot"})
+        budgets = {}
+        for scope, text in section.items():
+            try:
+                budgets[scope.removeprefix("per_")] = Budget.parse(text)
+            except ValueError as exc:
+                raise self.fail(f"{path}.{scope}", str(exc)) from None
+        return MappingProxyType(budgets)
 
     def identity(self, value: Any, path: str) -> Identity:
         entry = self.mapping(value, path, required={"id", "name"}, optional={"image"})

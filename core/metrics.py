@@ -69,6 +69,15 @@ class Metrics:
             "slashbots_replies_left_generating", "Reply messages whose final text Stream refused until the deadline "
             "(they may still show as generating; the log names them).", registry=self.registry,
         )
+        self.refusals = Counter(
+            "slashbots_refusals", "Commands turned away in the ack, by command and reason: denied (allow/deny), "
+            "over_budget, rate_limited, busy, restarting.", ["command", "reason"], registry=self.registry,
+        )
+        self.tokens = Counter(
+            "slashbots_tokens", "Tokens answers used, as their providers reported them, by command, kind (prompt, "
+            "completion) and source (reported by the model's server, or estimated from the characters).",
+            ["command", "kind", "source"], registry=self.registry,
+        )
         self.stream_calls = Counter(
             "slashbots_stream_calls", "Calls to Stream's API by operation and HTTP status (0: no answer).",
             ["operation", "status"], registry=self.registry,

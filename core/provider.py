@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol
 
+from slashbots.usage import Usage
+
 if TYPE_CHECKING:
     from slashbots.config import Bot
     from slashbots.tool import Tool
@@ -84,6 +86,7 @@ class CommandRequest:
     _history: Callable[[int], Awaitable[list[ChatMessage]]] = field(
         default=_no_history, repr=False, compare=False
     )
+    _usage: Usage = field(default_factory=Usage, repr=False, compare=False)
 
     @property
     def channel_type(self) -> str:
@@ -100,6 +103,14 @@ class CommandRequest:
         Stream on each call, so every instance of the server sees the same history.
         """
         return await self._history(limit)
+
+    def report_usage(self, prompt_tokens: int = 0, completion_tokens: int = 0, *, estimated: bool = False) -> None:
+        """Count tokens this answer used: call it once per model call, as each ends; the counts add up.
+
+        They go to the bot's token budgets and to /metrics. ``estimated=True`` says the
+        server sent no count and these are a guess (``slashbots.usage.estimate_tokens``).
+        """
+        self._usage.add(prompt_tokens, completion_tokens, estimated=estimated)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Mapping
 
 from slashbots import logs
+from slashbots.budgets import settlement
 from slashbots.capacity import LoopLag
 from slashbots.metrics import Metrics
 from slashbots.provider import ChatMessage, CommandRequest, Provider, ProviderError, Refusal, ToolUse
@@ -26,6 +27,7 @@ from slashbots.shared import Orphan, SharedState
 from slashbots.shared.local import LocalState
 from slashbots.stream import StreamGateway
 from slashbots.tool_lines import tool_line
+from slashbots.usage import Usage
 
 if TYPE_CHECKING:
     from slashbots.tool import Tool
@@ -72,8 +74,10 @@ class Replies:
         rebuild: Callable[[str], CommandRequest | None] | None = None,
         metrics: Metrics | None = None,
         tools: Mapping[str, tuple[Tool, ...]] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.metrics = metrics
+        self.clock = clock  # wall time: which day's and month's budgets an answer's tokens go to
         self.gateway = gateway
         self.providers = providers
         self.tools = tools or {}  # command -> the tools its bot may call
@@ -219,6 +223,25 @@ class Replies:
     # -- one reply ---------------------------------------------------------------------------------
 
     async def run(self, job: Job) -> None:
+        try:
+            await self._answer(job)
+        finally:
+            await self._settle(job)
+
+    async def _settle(self, job: Job) -> None:
+        """Count the tokens this run used: on /metrics, and against the bot's budgets, releasing the
+        reservation unless the answer goes on elsewhere (handed back, or taken over)."""
+        request = job.request
+        usage, bot = request._usage, request.bot
+        if self.metrics is not None:
+            _count_tokens(self.metrics, bot.command, usage)
+        if not usage.total and not bot.budgets:
+            return  # nothing to count, nothing reserved: no round trip
+        await self.shared.settle(settlement(
+            job.lease.job_id, bot.command, bot.budgets, user_id=request.user_id, cid=request.cid, usage=usage,
+            final=job.quiet in (None, "duplicate"), now=self.clock()))
+
+    async def _answer(self, job: Job) -> None:
         request, lease = job.request, job.lease
         logs.request_id.set(request.request_id)  # this task's context: every line it logs carries the id
         bot = request.bot
@@ -305,12 +328,14 @@ class Replies:
         self.finished += 1
         elapsed = time.monotonic() - started
         command = request.bot.command
+        tokens = request._usage.total
         log.info(
-            "/%s in %s for %s: %s, %d chars in %d message(s), %d writes, %.2fs",
-            command, request.cid, request.user_id, outcome, len(relay.text), len(relay.ids), relay.writes, elapsed,
+            "/%s in %s for %s: %s, %d chars in %d message(s), %d writes, %d tokens, %.2fs",
+            command, request.cid, request.user_id, outcome, len(relay.text), len(relay.ids), relay.writes, tokens,
+            elapsed,
             extra={"fields": {"command": command, "cid": request.cid, "user_id": request.user_id, "outcome": outcome,
                               "chars": len(relay.text), "messages": len(relay.ids), "writes": relay.writes,
-                              "seconds": round(elapsed, 3)}},
+                              "tokens": tokens, "seconds": round(elapsed, 3)}},
         )
         if self.metrics is None:
             return
@@ -343,6 +368,15 @@ class Replies:
             return kept[-limit:]
 
         return history
+
+
+def _count_tokens(metrics: Metrics, command: str, usage: Usage) -> None:
+    for kind, total, estimated in (("prompt", usage.prompt, usage.estimated_prompt),
+                                   ("completion", usage.completion, usage.estimated_completion)):
+        if total > estimated:
+            metrics.tokens.labels(command, kind, "reported").inc(total - estimated)
+        if estimated:
+            metrics.tokens.labels(command, kind, "estimated").inc(estimated)
 
 
 def _after(text: str, addition: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 import uuid
 from typing import Any, Mapping, Protocol
@@ -17,10 +16,12 @@ from typing import Any, Mapping, Protocol
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
+from slashbots.access import Asker
+from slashbots.admission import Gate
 from slashbots.config import Bot
 from slashbots.metrics import Metrics
 from slashbots.provider import CommandRequest
-from slashbots.shared import Job, SharedState
+from slashbots.shared import SharedState
 from slashbots.signature import BodyError, decompress, verify
 
 log = logging.getLogger("slashbots.webhook")
@@ -59,6 +60,7 @@ class WebhookEndpoint:
         replies: ReplyQueue,
         shared: SharedState,
         metrics: Metrics | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.metrics = metrics
         self.api_key = api_key
@@ -67,6 +69,7 @@ class WebhookEndpoint:
         self.bot_ids = frozenset(bot.identity.id for bot in bots.values())
         self.replies = replies
         self.shared = shared
+        self.gate = gate or Gate(shared, metrics=metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -125,30 +128,23 @@ class WebhookEndpoint:
         claims = [f"message:{message['id']}"]
         if webhook_id:
             claims.append(f"webhook:{webhook_id}")
-        refusal = self._refusal(bot)
-        scopes = {"user": user["id"], "channel": message["cid"], "bot": ""}
-        limits = [(f"{bot.command}:{scope}:{scopes[scope]}", rate) for scope, rate in bot.rate_limits.items()]
-        job = None
+        job_payload = None
         if self.shared.durable:
             # Recorded with the claim, before the ack returns: if this instance dies, another runs it.
-            payload = json.dumps({"message": message, "user": user, "webhook_id": webhook_id},
-                                 ensure_ascii=False, separators=(",", ":"))
-            job = Job(f"{bot.command}:{message['id']}", payload)
-        admission = await self.shared.admit(claims, limits, take=refusal is None, job=job)
-        if admission.outcome == "duplicate":
+            job_payload = json.dumps({"message": message, "user": user, "webhook_id": webhook_id},
+                                     ensure_ascii=False, separators=(",", ":"))
+        role = user.get("role")
+        asker = Asker(user["id"], role if isinstance(role, str) else None, message["cid"])
+        decision = await self.gate.admit(bot, asker, claims=claims, job_id=f"{bot.command}:{message['id']}",
+                                         payload=job_payload, refusal=self._refusal(bot))
+        if decision.outcome == "duplicate":
             # Stream retried, or someone replayed it: the first delivery already has its reply.
             log.info("duplicate delivery of message %s ignored", message["id"])
             return (200, {"message": message}), bot.command, "duplicate"
-        if admission.outcome == "rate_limited":
-            whom = {"user": "per person", "channel": "in this channel", "bot": "in all"}
-            rules = ", ".join(f"{rate.text} {whom[scope]}" for scope, rate in bot.rate_limits.items())
-            refusal = ("rate_limited", f"Slow down: /{bot.command} takes {rules}. "
-                                       f"Try again in {max(math.ceil(admission.wait), 1)} seconds.")
-        if refusal is not None:
-            outcome, text = refusal
-            log.info("/%s from %s in %s not taken: %s", bot.command, user["id"], message["cid"], outcome)
-            return _error_message(text), bot.command, outcome
-        self.replies.submit(_command_request(bot, message, user, webhook_id), durable=job is not None and admission.shared)
+        if decision.text is not None:
+            return _error_message(decision.text), bot.command, decision.outcome
+        self.replies.submit(_command_request(bot, message, user, webhook_id),
+                            durable=job_payload is not None and decision.shared)
         return (200, {"message": message}), bot.command, "accepted"
 
     def _refusal(self, bot: Bot) -> tuple[str, str] | None:

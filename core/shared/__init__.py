@@ -5,7 +5,7 @@
   Redis is away it decides with a ``LocalState`` of its own, so the webhook keeps answering.
 
 What lives here: which commands were already taken (dedupe), the ``rate_limit`` budgets,
-the pacing of Stream message updates (which Stream counts per app, not per instance), and,
+the token budgets (``budget:``, reserved in the ack and settled after the answer), the pacing of Stream message updates (which Stream counts per app, not per instance), and,
 with Redis, the reply jobs themselves, each leased to the instance running it, so that a
 reply whose instance dies is claimed and run again by another (slashbots/leases.py).
 """
@@ -15,12 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Collection, Literal, Protocol, Sequence
 
+from slashbots.budgets import Reservation, Settlement
 from slashbots.ratelimit import Rate
 
 CLAIM_TTL = 600.0  # seconds a command's ids are remembered: Stream retries within seconds
 JOB_TTL = 3600.0  # seconds a reply job is kept at most, whatever becomes of it
 
-Outcome = Literal["accepted", "duplicate", "refused", "rate_limited"]
+Outcome = Literal["accepted", "duplicate", "refused", "over_budget", "rate_limited"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Admission:
     outcome: Outcome
     wait: float = 0.0  # rate_limited: seconds until it would be accepted
     shared: bool = True  # False when Redis was away and this instance decided alone
+    spent: tuple[str, ...] = ()  # over_budget: the keys of the charges with no room left
 
 
 class SharedState(Protocol):
@@ -56,11 +58,18 @@ class SharedState(Protocol):
     owner: str  # this instance, as the owner of leases
 
     async def admit(self, claims: Sequence[str], limits: Sequence[tuple[str, Rate]], *, take: bool = True,
-                    job: Job | None = None) -> Admission:
+                    job: Job | None = None, reservation: Reservation | None = None) -> Admission:
         """Claim a command, atomically: ``duplicate`` if any of ``claims`` was claimed before; else,
         unless ``take`` is False (the caller turns it away for reasons of its own: ``refused``),
-        charge every ``(key, rate)`` limit and claim it (``accepted``), or charge nothing
-        (``rate_limited``). An accepted ``job`` is recorded, leased to this instance."""
+        ``over_budget`` if a charge of ``reservation`` has no room left, ``rate_limited`` if a
+        limit is spent (either way charging nothing), else charge every ``(key, rate)`` limit,
+        hold the reservation and claim it (``accepted``). An accepted ``job`` is recorded,
+        leased to this instance."""
+        ...
+
+    async def settle(self, settlement: Settlement) -> None:
+        """An answer's run ended: add the tokens it used to its budgets, and release its reservation
+        if ``settlement.final``. With Redis, also counts them in the per-day usage counters."""
         ...
 
     async def renew(self, job_ids: Collection[str]) -> set[str]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Collection, Sequence
+import time
+from typing import Callable, Collection, Sequence
 
+from slashbots.budgets import Ledger, Reservation, Settlement
 from slashbots.capacity import Pacer
 from slashbots.dedupe import RecentKeys
 from slashbots.ratelimit import Rate, RateLimiter
@@ -16,25 +18,35 @@ class LocalState:
     durable = False
     owner = "this process"
 
-    def __init__(self, writes_per_second: float) -> None:
+    def __init__(self, writes_per_second: float, clock: Callable[[], float] = time.time) -> None:
         self.claims = RecentKeys(ttl=CLAIM_TTL)
         self.limiter = RateLimiter()
         self.pacer = Pacer(writes_per_second)
+        self.ledger = Ledger(clock)
 
     async def admit(self, claims: Sequence[str], limits: Sequence[tuple[str, Rate]], *, take: bool = True,
-                    job: Job | None = None) -> Admission:
-        return self.admit_now(claims, limits, take=take)
+                    job: Job | None = None, reservation: Reservation | None = None) -> Admission:
+        return self.admit_now(claims, limits, take=take, reservation=reservation)
 
-    def admit_now(self, claims: Sequence[str], limits: Sequence[tuple[str, Rate]], *, take: bool = True) -> Admission:
+    def admit_now(self, claims: Sequence[str], limits: Sequence[tuple[str, Rate]], *, take: bool = True,
+                  reservation: Reservation | None = None) -> Admission:
         if self.claims.seen(claims):
             return Admission("duplicate")
         if not take:
             return Admission("refused")
+        spent = self.ledger.spent(reservation) if reservation is not None else []
+        if spent:
+            return Admission("over_budget", spent=tuple(charge.key for charge in spent))
         wait = self.limiter.acquire(limits) if limits else 0.0
         if wait:
             return Admission("rate_limited", wait)
+        if reservation is not None:
+            self.ledger.reserve(reservation)
         self.claims.remember(claims)
         return Admission("accepted")
+
+    async def settle(self, settlement: Settlement) -> None:
+        self.ledger.settle(settlement)
 
     async def write_slot(self, *, urgent: bool = False) -> float:
         return self.pacer.reserve(urgent=urgent)

@@ -1,6 +1,6 @@
-"""Shared state on Redis: every instance agrees on claims, limits and Stream's write pacing.
+"""Shared state on Redis: every instance agrees on claims, limits, token budgets and Stream's write pacing.
 
-Each decision is one Lua script (admit.lua, write_slot.lua): one round trip, atomic, timed
+Each decision is one Lua script (admit.lua, settle.lua, write_slot.lua): one round trip, atomic, timed
 by Redis's own clock. A Redis call in the webhook's ack gets ``timeout`` (default 50 ms)
 in all: redis-py's own retries would turn a hung Redis into seconds (its ``from_url``
 client, used here, makes none). When Redis fails or is slow, this instance decides with
@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from slashbots.budgets import Reservation, Settlement
 from slashbots.capacity import MAX_BACKLOG
 from slashbots.metrics import Metrics
 from slashbots.ratelimit import Rate
@@ -37,6 +38,7 @@ log = logging.getLogger("slashbots.redis")
 T = TypeVar("T")
 URGENT_FLUSH_EVERY = 0.1  # seconds: first and final texts are counted in batches, not one round trip each
 BACKGROUND_TIMEOUT = 0.5  # seconds for Redis calls off the ack path
+USAGE_TTL = 35 * 86400.0  # seconds the per-day usage counters are kept: `slashbots usage --since` reaches back this far
 
 
 class Unavailable(Exception):
@@ -104,6 +106,7 @@ class RedisState:
         scripts = files("slashbots.shared")
         self._admit = self.client.register_script(scripts.joinpath("admit.lua").read_text())
         self._write_slot = self.client.register_script(scripts.joinpath("write_slot.lua").read_text())
+        self._settle = self.client.register_script(scripts.joinpath("settle.lua").read_text())
         self._renew, self._claim, self._finish, self._release = (
             self.client.register_script(scripts.joinpath(f"{name}.lua").read_text())
             for name in ("renew", "claim", "finish", "release"))
@@ -125,22 +128,45 @@ class RedisState:
     # -- decisions ------------------------------------------------------------------------------
 
     async def admit(self, claims: Sequence[str], limits: Sequence[tuple[str, Rate]], *, take: bool = True,
-                    job: Job | None = None) -> Admission:
-        keys = [self.prefix + "claim:" + claim for claim in claims] + [self.prefix + "limit:" + key for key, _ in limits]
-        args: list[Any] = [round(CLAIM_TTL * 1000), 1 if take else 0, len(claims), len(limits)]
+                    job: Job | None = None, reservation: Reservation | None = None) -> Admission:
+        charges = reservation.charges if reservation is not None else ()
+        keys = ([self.prefix + "claim:" + claim for claim in claims] + [self.prefix + "limit:" + key for key, _ in limits]
+                + [self.prefix + charge.key for charge in charges])
+        args: list[Any] = [round(CLAIM_TTL * 1000), 1 if take else 0, len(claims), len(limits), len(charges)]
         for _, rate in limits:
             interval = rate.period / rate.count
             args += [round(interval * 1000), round((rate.period - interval) * 1000)]
+        for charge in charges:
+            args += [charge.limit, round(charge.ttl * 1000)]
+        if reservation is not None and charges:
+            keys.append(self._reservation_key(reservation.id))
+            args += [reservation.id, reservation.tokens, round(reservation.lapse * 1000)]
         if job is not None:
             keys += [self._job_key(job.id), self._leases]
             args += [job.id, job.payload, self.owner, self.lease_ms, round(JOB_TTL * 1000)]
         try:
-            outcome, wait_ms = await self._call("admit", lambda: self._admit(keys=keys, args=args), self.timeout)
+            outcome, wait_ms, *spent = await self._call("admit", lambda: self._admit(keys=keys, args=args),
+                                                        self.timeout)
         except Unavailable:
-            decided = self.local.admit_now(claims, limits, take=take)
-            return Admission(decided.outcome, decided.wait, shared=False)
+            decided = self.local.admit_now(claims, limits, take=take, reservation=reservation)
+            return Admission(decided.outcome, decided.wait, shared=False, spent=decided.spent)
         outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
-        return Admission(outcome, int(wait_ms) / 1000)
+        return Admission(outcome, int(wait_ms) / 1000, spent=tuple(charges[int(b) - 1].key for b in spent))
+
+    async def settle(self, settlement: Settlement) -> None:
+        if self.local.ledger.holds(settlement.id):
+            self.local.ledger.settle(settlement)  # reserved here while Redis was away: settled here too
+            return
+        keys = [self._reservation_key(settlement.id), self.prefix + "usage:" + settlement.day,
+                *(self.prefix + charge.key for charge in settlement.charges)]
+        args = [settlement.id, settlement.tokens, 1 if settlement.final else 0,
+                f"{settlement.command}|{settlement.user_id}|", settlement.prompt, settlement.completion,
+                settlement.estimated, round(USAGE_TTL * 1000), *(round(charge.ttl * 1000) for charge in settlement.charges)]
+        try:
+            await self._call("settle", lambda: self._settle(keys=keys, args=args), BACKGROUND_TIMEOUT)
+        except Unavailable:
+            # The reservation on Redis lapses on its own; the tokens count here until Redis is back.
+            self.local.ledger.settle(settlement)
 
     async def write_slot(self, *, urgent: bool = False) -> float:
         if urgent:
@@ -176,6 +202,9 @@ class RedisState:
 
     def _job_key(self, job_id: str) -> str:
         return self.prefix + "job:" + job_id
+
+    def _reservation_key(self, reservation_id: str) -> str:
+        return self.prefix + "reservation:" + reservation_id
 
     async def renew(self, job_ids: Collection[str]) -> set[str]:
         if not job_ids:
