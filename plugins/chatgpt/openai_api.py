@@ -63,6 +63,9 @@ class OpenAIClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._http: httpx.AsyncClient | None = None
+        # Ask for the token count at the end of each stream, until the server refuses the option
+        # (some OpenAI-compatible servers do): then without it, for good, and usage is estimated.
+        self.include_usage = True
         self.chat = _chat_endpoint(settings)
         self.moderation = _moderation_endpoint(settings)
 
@@ -140,6 +143,12 @@ class OpenAIClient:
                         yield Turn(calls, stream.usage)
                         return
                     await response.aread()
+                    if self.include_usage and _rejects_stream_options(response):
+                        self.include_usage = False
+                        log.warning("%s refuses stream_options; asking without it from now on, so this bot's "
+                                    "token counts are estimated from the characters", endpoint.service)
+                        body = self._chat_body(messages, tools)
+                        continue
                     delay = self._judge_status(endpoint, response, attempt)
             except (httpx.RequestError, _StreamCutOff) as exc:
                 if shown:
@@ -154,8 +163,9 @@ class OpenAIClient:
             "model": s.model,
             "messages": messages,
             "stream": True,
-            "stream_options": {"include_usage": True},
         }
+        if self.include_usage:
+            body["stream_options"] = {"include_usage": True}
         if tools:
             # No ``strict``: OpenAI turns it off for parallel calls anyway, and our own check
             # (pydantic, in slashbots.tool) validates every call's arguments.
@@ -207,6 +217,8 @@ class OpenAIClient:
             log.warning("unexpected completion body: %.300s", self._redact(body.decode("utf-8", "replace")))
             raise wording.bad_response(endpoint.service) from None
         stream.finish_reason = choice.get("finish_reason") or "stop"
+        if isinstance(payload.get("usage"), dict):
+            stream.usage = payload["usage"]
         return text if isinstance(text, str) else ""
 
     def _finish(self, endpoint: Endpoint, stream: CompletionStream, shown: bool) -> str:
@@ -367,6 +379,11 @@ def _verdict(response: httpx.Response, endpoint: Endpoint, secrets: tuple[str, .
         log.warning("unexpected moderation response (%s): %.300s", exc, redact(response.text, secrets))
         raise wording.bad_response(endpoint.service) from None
     return Verdict(flagged, tuple(name for name, hit in categories.items() if hit is True))
+
+
+def _rejects_stream_options(response: httpx.Response) -> bool:
+    """A 400 (or 422) that names ``stream_options``: a server that does not know the option."""
+    return response.status_code in (400, 422) and "stream_options" in response.text
 
 
 def _path(url: str) -> str:

@@ -27,10 +27,17 @@ class ChatGPT:
     """
 
     supports_tools = True
+    # Each question costs tokens: a bot with no rate_limit of its own in bots.yaml gets this one.
+    default_rate_limit = {"per_user": "10/minute"}
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.settings: Settings = parse_options(options)
         self.api = OpenAIClient(self.settings)
+
+    @property
+    def tokens_per_answer(self) -> int | None:
+        """What a token budget reserves per answer: the completion's cap when the options set one."""
+        return self.settings.max_completion_tokens
 
     async def aclose(self) -> None:
         await self.api.aclose()

@@ -8,12 +8,14 @@ After ``max_tool_rounds`` rounds of calls, one last completion without tools ask
 answer from what the model has, and the user is told why it may be incomplete.
 
 A stop or a shutdown cancels the reply's task: the running tools are cancelled with it.
+Each completion's tokens are reported (``request.report_usage``) as it ends, however it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import Counter
 from typing import Any, AsyncIterator, Mapping
@@ -25,6 +27,7 @@ from slashbots.plugins.chatgpt.openai_api import OpenAIClient
 from slashbots.plugins.chatgpt.options import Settings
 from slashbots.plugins.chatgpt.tool_calls import ToolCall
 from slashbots.tool import Tool, ToolResult, call_tool
+from slashbots.usage import estimate_tokens
 
 log = logging.getLogger("slashbots.chatgpt")
 
@@ -46,14 +49,20 @@ async def answer(api: OpenAIClient, settings: Settings, request: CommandRequest,
         if last:
             messages.append({"role": "system", "content": NO_MORE_TOOLS})
         text: list[str] = []
-        turn = Turn([])
-        async with contextlib.aclosing(api.stream_chat(messages, None if last else offered)) as completion:
-            async for item in completion:
-                if isinstance(item, Turn):
-                    turn = item
-                else:
-                    text.append(item)
-                    yield item
+        ended: Turn | None = None
+        tools = None if last else offered
+        try:
+            async with contextlib.aclosing(api.stream_chat(messages, tools)) as completion:
+                async for item in completion:
+                    if isinstance(item, Turn):
+                        ended = item
+                    else:
+                        text.append(item)
+                        yield item
+        finally:
+            # Even when the answer is stopped or fails part-way: what was written was paid for.
+            report_usage(request, messages, tools, text, ended)
+        turn = ended or Turn([])
         completions += 1
         _add_usage(usage, turn.usage)
         if last or not offered or not turn.tool_calls:
@@ -96,6 +105,34 @@ async def _run(calls: list[ToolCall], request: CommandRequest, timeout: float) -
             for call in calls
         ]
     return [task.result() for task in tasks]
+
+
+def report_usage(request: CommandRequest, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                 text: list[str], turn: Turn | None) -> None:
+    """One completion's tokens, as the server counted them; estimated when it sent no count.
+
+    The estimate (``estimate_tokens``: four characters a token) takes the request as sent
+    (messages and tools, as JSON) for the prompt, and the text and tool calls that came back
+    for the completion. A completion that failed before any of its text arrived is not
+    counted: the server's bill for it, if any, cannot be seen from here.
+    """
+    usage = turn.usage if turn is not None else None
+    prompt = usage.get("prompt_tokens") if usage else None
+    completion = usage.get("completion_tokens") if usage else None
+    if _count(prompt) or _count(completion):
+        request.report_usage(prompt_tokens=prompt if _count(prompt) else 0,
+                             completion_tokens=completion if _count(completion) else 0)
+        return
+    calls = turn.tool_calls if turn is not None else []
+    if not text and not calls:
+        return
+    sent = json.dumps({"messages": messages, "tools": tools or []}, ensure_ascii=False)
+    written = "".join(text) + "".join(call.name + call.arguments for call in calls)
+    request.report_usage(prompt_tokens=estimate_tokens(sent), completion_tokens=estimate_tokens(written), estimated=True)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _add_usage(total: Counter[str], usage: Mapping[str, Any] | None) -> None:
