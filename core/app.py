@@ -59,14 +59,19 @@ class StopClock:
         return self.since
 
 
+def redis_prefix(config: Config) -> str:
+    """What every Redis key starts with. The API key names the Stream app: two apps' deployments
+    may share one Redis without mixing."""
+    return f"slashbots:{config.stream.api_key}:"
+
+
 def shared_state(config: Config, metrics: Metrics | None = None) -> SharedState:
     """Redis when ``server.redis_url`` (or ``SLASHBOTS_REDIS_URL``) is set, else this process alone."""
     if not config.server.redis_url:
         return LocalState(config.server.stream_writes_per_second)
     from slashbots.shared.redis_state import RedisState  # the Redis client loads only when used
 
-    # The API key names the Stream app: two apps' deployments may share one Redis without mixing.
-    return RedisState(config.server.redis_url, prefix=f"slashbots:{config.stream.api_key}:",
+    return RedisState(config.server.redis_url, prefix=redis_prefix(config),
                       writes_per_second=config.server.stream_writes_per_second,
                       timeout=config.server.redis_timeout_ms / 1000, lease=config.server.reply_lease_seconds,
                       metrics=metrics)

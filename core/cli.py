@@ -1,4 +1,4 @@
-"""slashbots serve | check | sync | plugins"""
+"""slashbots serve | check | sync | plugins | usage"""
 
 from __future__ import annotations
 
@@ -6,16 +6,20 @@ import argparse
 import asyncio
 import os
 import sys
+from datetime import datetime, timezone
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, Sequence
 
 from slashbots import logs
-from slashbots.config import Config, ConfigError, load_config
+from slashbots.access import KEYS as ACCESS_KEYS
+from slashbots.config import Bot, Config, ConfigError, load_config
+from slashbots.defaults import with_provider_defaults
 from slashbots.plugin_manager import PluginError, build_providers, close_providers, plugin_manager, providers
 from slashbots.proxies import UnsupportedProxy
 from slashbots.stream import StreamError, StreamGateway, describe_error
 from slashbots.sync import SyncPlan, SyncRefused, handler_url_for, sync_bots
 from slashbots.tools import bot_tools, tools
+from slashbots.usage_report import day_labels, parse_since, read_usage, report
 
 if TYPE_CHECKING:
     import uvicorn
@@ -43,9 +47,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     listing = commands.add_parser("plugins", help="list loaded plugins, their hooks, providers and tools")
     _common_options(listing)
 
+    usage = commands.add_parser("usage", help="tokens used per bot and per user, from the counters in Redis")
+    _common_options(usage)
+    usage.add_argument("--since", default="7d", type=_since, metavar="Nd",
+                       help="the last N calendar days in UTC, today included, up to 35d (default: %(default)s)")
+
     args = parser.parse_args(argv)
     logs.configure(args.log_format)
-    handler = {"serve": _serve, "check": _check, "sync": _sync, "plugins": _plugins}[args.command]
+    handler = {"serve": _serve, "check": _check, "sync": _sync, "plugins": _plugins, "usage": _usage}[args.command]
     try:
         return handler(args)
     except (ConfigError, PluginError) as exc:
@@ -69,17 +78,35 @@ def _check(args: argparse.Namespace) -> int:
     bot_tools(config, pm)
     built = build_providers(config, pm)
     asyncio.run(close_providers(built))
+    effective = with_provider_defaults(config, pm)
     print(f"{config.source}: OK, {len(config.bots)} bot(s)")
-    for bot in config.bots:
+    for given, bot in zip(config.bots, effective.bots):
         print(f"  /{bot.command} {bot.args}".rstrip())
         print(f"      {bot.description}")
         print(f"      provider {bot.provider}, posts as {bot.identity.name} ({bot.identity.id}), "
               f"channel types {', '.join(bot.channel_types)}")
         if bot.tools:
             print(f"      tools {', '.join(bot.tools)}")
+        for line in _rules(bot, provider_default=given.rate_limits is None):
+            print(f"      {line}")
     if not config.stream.configured:
         print("note: no Stream API key and secret are set (STREAM_API_KEY, STREAM_API_SECRET)")
     return 0
+
+
+def _rules(bot: Bot, *, provider_default: bool) -> list[str]:
+    """Who may use the bot and how much, as ``check`` lists them."""
+    whom = {"user": "per person", "channel": "per channel", "bot": "in all"}
+    limits = ", ".join(f"{rate.text} {whom[scope]}" for scope, rate in (bot.rate_limits or {}).items()) or "none"
+    lines = [f"rate limit {limits}" + (" (the provider's default)" if provider_default and bot.rate_limits else "")]
+    for name, rule in (("allow", bot.access.allow), ("deny", bot.access.deny)):
+        if rule.restricts:
+            parts = [f"{key.replace('_', ' ')} {', '.join(sorted(getattr(rule, key)))}"
+                     for key in ACCESS_KEYS if getattr(rule, key)]
+            lines.append(f"{name} {'; '.join(parts)}")
+    if bot.budgets:
+        lines.append("budget " + ", ".join(f"{budget.text} {whom[scope]}" for scope, budget in bot.budgets.items()))
+    return lines
 
 
 def _sync(args: argparse.Namespace) -> int:
@@ -126,6 +153,41 @@ def _plugins(args: argparse.Namespace) -> int:
         names = sorted(tool.name for tool in installed.values() if tool.plugin == name)
         if names:
             print(f"    tools: {', '.join(names)}")
+    return 0
+
+
+def _since(text: str) -> int:
+    try:
+        return parse_since(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _usage(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if not config.server.redis_url:
+        print("slashbots usage reads the per-day counters that servers keep in Redis, and this configuration has no "
+              "Redis (server.redis_url or SLASHBOTS_REDIS_URL).\nWithout Redis, each server counts the tokens it "
+              "served on its own /metrics (http://HOST:PORT/metrics): slashbots_tokens_total{command,kind,source}.",
+              file=sys.stderr)
+        return 1
+    import redis
+    from redis.exceptions import RedisError
+
+    from slashbots.app import redis_prefix
+    from slashbots.shared.redis_state import redacted
+
+    where = redacted(config.server.redis_url)
+    days = day_labels(args.since, datetime.now(timezone.utc))
+    client = redis.Redis.from_url(config.server.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+    try:
+        totals = read_usage(client, redis_prefix(config), days)
+    except (RedisError, OSError) as exc:
+        print(f"error: cannot read Redis at {where}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print("\n".join(report(totals, days, where)))
     return 0
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 # OpenAI's rule of thumb for English text. Tokenizers differ, and code or other languages
 # run denser, so an estimate is only that: a budget still holds, within this error.
 CHARS_PER_TOKEN = 4
+KEPT_DAYS = 35  # with Redis, days each day's counts are kept for `slashbots usage`
 
 
 def estimate_tokens(text: str) -> int:

@@ -32,13 +32,14 @@ from slashbots.metrics import Metrics
 from slashbots.ratelimit import Rate
 from slashbots.shared import CLAIM_TTL, JOB_TTL, Admission, Job, Orphan
 from slashbots.shared.local import LocalState
+from slashbots.usage import KEPT_DAYS
 
 log = logging.getLogger("slashbots.redis")
 
 T = TypeVar("T")
 URGENT_FLUSH_EVERY = 0.1  # seconds: first and final texts are counted in batches, not one round trip each
 BACKGROUND_TIMEOUT = 0.5  # seconds for Redis calls off the ack path
-USAGE_TTL = 35 * 86400.0  # seconds the per-day usage counters are kept: `slashbots usage --since` reaches back this far
+USAGE_TTL = (KEPT_DAYS + 1) * 86400.0  # seconds a day's usage counters are kept (the day itself, and KEPT_DAYS after)
 
 
 class Unavailable(Exception):
