@@ -137,10 +137,10 @@ def over_budget(command: str, spent: list[Charge], now: float) -> str:
     """What the sender is told: which budget is used up, and when it starts again (the latest, if several)."""
     charge = max(spent, key=lambda c: (c.resets, -SCOPES.index(c.scope)))
     span = "today" if charge.period == "day" else "this month"
-    tokens = f"{charge.limit:,} tokens of /{command} for {span}"
-    used = {"user": f"You have used your {tokens}",
-            "channel": f"This channel has used its {tokens}",
-            "bot": f"/{command} has used its {tokens}, for everyone"}[charge.scope]
+    tokens = f"{charge.limit:,} tokens"
+    used = {"user": f"You have used your {tokens} of /{command} for {span}",
+            "channel": f"This channel has used its {tokens} of /{command} for {span}",
+            "bot": f"/{command} has used its {tokens} for {span}, for everyone"}[charge.scope]
     when = f"at 00:00 UTC, in {_duration(charge.resets.timestamp() - now)}" if charge.period == "day" else \
         f"on {charge.resets.day} {charge.resets:%B} at 00:00 UTC"
     return f"{used}. They renew {when}."
@@ -223,5 +223,5 @@ class Ledger:
         for key in list(self._held):
             self._held_tokens(key, now)
         for reservation_id in [rid for rid, keys in self._reservations.items()
-                               if not any(reservation_id in self._held.get(key, {}) for key in keys)]:
+                               if not any(rid in self._held.get(key, {}) for key in keys)]:
             del self._reservations[reservation_id]

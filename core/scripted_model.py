@@ -9,7 +9,10 @@ as OpenAI sends them), so the bot's provider runs exactly as it would against Op
 
 The first request gets a ``roll_dice`` call, the provider runs the tool and sends its result
 back, and the second request gets the text. ``tool_results`` then holds what the tool gave
-the model, and ``requests`` every request body. ``options`` are the chatgpt options that
+the model, and ``requests`` every request body. Asked for usage (``stream_options``), each
+completion ends with its token counts: a prompt token per word of the messages sent, and a
+completion token per streamed piece; ``tokens`` adds them up, to check a bot's budget or
+/metrics against. ``options`` are the chatgpt options that
 point a bot at it (moderation off: the script is not worth moderating). The ``slashbots``
 fixture serves one with ``slashbots.model(...)``; ``scripted_model(...)`` serves one anywhere.
 """
@@ -55,6 +58,7 @@ class ScriptedModel:
 
         self.turns: deque[Turn] = deque(turns)
         self.requests: list[dict[str, Any]] = []
+        self.tokens = {"prompt": 0, "completion": 0}  # what its usage chunks counted
         self.url = ""  # set once served: the server's base URL
         self.app = Starlette(routes=[
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
@@ -83,9 +87,19 @@ class ScriptedModel:
     async def _chat(self, request: Request) -> Response:
         from starlette.responses import Response
 
-        self.requests.append(await request.json())
+        body = await request.json()
+        self.requests.append(body)
         turn = self.turns.popleft() if self.turns else OUT_OF_SCRIPT
         events = _events(turn, len(self.requests))
+        if (body.get("stream_options") or {}).get("include_usage") is True:
+            # A completion token per piece: the chunks between the role chunk and the finish chunk.
+            usage = {"prompt_tokens": _words(body.get("messages", [])), "completion_tokens": len(events) - 3}
+            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+            self.tokens["prompt"] += usage["prompt_tokens"]
+            self.tokens["completion"] += usage["completion_tokens"]
+            events.insert(-1, json.dumps({"id": f"chatcmpl-scripted-{len(self.requests)}",
+                                          "object": "chat.completion.chunk", "created": 0, "model": "scripted",
+                                          "choices": [], "usage": usage}))
         body = "".join(f"data: {event}\n\n" for event in events)
         return Response(body, media_type="text/event-stream")
 
@@ -105,6 +119,10 @@ def scripted_model(*turns: Turn) -> Iterator[ScriptedModel]:
     with LoopbackServer(model.app) as server:
         model.url = server.url
         yield model
+
+
+def _words(messages: list[dict[str, Any]]) -> int:
+    return sum(len(message["content"].split()) for message in messages if isinstance(message.get("content"), str))
 
 
 def _events(turn: Turn, number: int) -> list[str]:

@@ -11,6 +11,7 @@ read back every request it received::
     standin.chats.append(ErrorReply(429, rate_limited(), headers={"retry-after-ms": "10"}))
     standin.chats.append(Stream(["Hel", "lo"]))
     with LoopbackServer(standin.app) as server: ...
+    assert standin.tokens == {"prompt": 14, "completion": 2}  # what its usage chunks counted
     assert [r.path for r in standin.requests] == ["/v1/moderations", "/v1/chat/completions", ...]
 
 When its queue is empty, moderation passes and chat streams "Hello there!".
@@ -25,6 +26,7 @@ call whole in one chunk, every call at index 0, no ids, ids repeated on every fr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections import deque
 from dataclasses import dataclass, field
@@ -253,13 +255,20 @@ def stream_events(reply: Stream) -> list[str]:
         return events
     if reply.finish_reason is not None:
         events.append(dump(chunk(reply.model, delta={}, finish_reason=reply.finish_reason)))
-    if reply.usage:
-        written = len(reply.pieces) + len(reply.tool_calls)  # a token a piece, and one a call
-        usage = {"prompt_tokens": 14, "completion_tokens": written, "total_tokens": 14 + written}
+    usage = usage_of(reply)
+    if usage is not None:
         events.append(dump(chunk(reply.model, usage=usage)))
     if reply.done:
         events.append("[DONE]")
     return events
+
+
+def usage_of(reply: Stream) -> dict[str, int] | None:
+    """The usage chunk's counts, when the reply sends one: 14 prompt tokens, and a token a piece and one a call."""
+    if not reply.usage or reply.error is not None or reply.drop:
+        return None
+    written = len(reply.pieces) + len(reply.tool_calls)
+    return {"prompt_tokens": 14, "completion_tokens": written, "total_tokens": 14 + written}
 
 
 def tool_call_fragments(reply: Stream) -> list[dict[str, Any]]:
@@ -354,6 +363,7 @@ class OpenAIStandIn:
         self.moderations: deque[Moderation | ErrorReply | Raw] = deque()
         self.chats: deque[Stream | ErrorReply | Raw] = deque()
         self.requests: list[Recorded] = []
+        self.tokens = {"prompt": 0, "completion": 0}  # what the usage chunks it sent added up to
         self.app = Starlette(
             routes=[
                 Route("/v1/moderations", self._moderation, methods=["POST"]),
@@ -366,6 +376,7 @@ class OpenAIStandIn:
         self.moderations.clear()
         self.chats.clear()
         self.requests.clear()
+        self.tokens = {"prompt": 0, "completion": 0}
 
     @property
     def paths(self) -> list[str]:
@@ -401,6 +412,14 @@ class OpenAIStandIn:
         await self._record(request)
         reply = self.chats.popleft() if self.chats else Stream()
         if isinstance(reply, Stream):
+            body = self.requests[-1].body
+            options = body.get("stream_options") if isinstance(body, dict) else None
+            if not (isinstance(options, dict) and options.get("include_usage") is True):
+                reply = dataclasses.replace(reply, usage=False)  # as OpenAI: counts only when asked for
+            usage = usage_of(reply)
+            if usage is not None:
+                self.tokens["prompt"] += usage["prompt_tokens"]
+                self.tokens["completion"] += usage["completion_tokens"]
             return _StreamResponse(reply)
         return _reply(reply)
 
