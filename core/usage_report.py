@@ -57,7 +57,7 @@ def report(totals: Totals, days: list[str], where: str) -> list[str]:
     header = f"Tokens used {span} (UTC), from the counters in Redis at {where}"
     if not totals:
         return [header, "", "No tokens counted in that time."]
-    rows = [("", "prompt", "completion", "total", "of which estimated")]
+    rows = [("", "prompt", "completion", "total", "estimated")]
     for command in sorted(totals):
         users = totals[command]
         whole = {kind: sum(counts[kind] for counts in users.values()) for kind in KINDS}

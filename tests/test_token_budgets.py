@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
 import pytest
 
 from slashbots import hookimpl
+from slashbots.access import Asker
+from slashbots.budgets import charges, over_budget
+from slashbots.config import parse_config
 from slashbots.plugin_manager import PluginError
 from slashbots.sandbox.loopback import LoopbackServer
 from slashbots.testing import call, wait_for
+from slashbots.usage_report import report
 from tests.conftest import Served
 from tests.support.openai_standin import ErrorReply, OpenAIStandIn, error_body
 from tests.test_scale_out import metric
@@ -155,3 +161,26 @@ def test_a_bad_default_rate_limit_stops_start_up_naming_the_provider(slashbots, 
     monkeypatch.setattr(Thrifty, "default_rate_limit", declared)
     with pytest.raises(PluginError, match=error):
         slashbots.start([{"command": "cheap", "provider": "thrifty"}], plugins=[Plugin()])
+
+
+def test_the_readmes_worked_example_shows_what_users_really_see() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Who may use a bot, and how much", 1)[1].split("\n## ", 1)[0]
+    example = re.search(r"```yaml\n(.*?)```", section, re.DOTALL).group(1)
+    [bot] = parse_config(f"stream: {{api_key: k, api_secret: s}}\n{example}", "README.md", {}).bots
+    now = datetime(2026, 11, 26, 20, 47, 30, tzinfo=timezone.utc).timestamp()
+    user, everyone = charges("gpt", bot.budgets, user_id="alice", cid="team:ops", now=now)
+    seen = [
+        bot.access.refusal("gpt", Asker("gus", "guest", "team:ops")),
+        bot.access.refusal("gpt", Asker("alice", "user", "messaging:general")),
+        over_budget("gpt", [user], now),
+        over_budget("gpt", [everyone], now),
+    ]
+    assert bot.access.refusal("gpt", Asker("alice", "user", "team:ops")) is None
+    for text in seen:
+        assert f"`{text}`" in section, text
+    shown = re.search(r"```console\n\$ slashbots usage --since 7d\n(.*?)```", section, re.DOTALL).group(1)
+    totals = {"gpt": {"alice": {"prompt": 18230, "completion": 4112, "estimated": 0},
+                      "bob": {"prompt": 9050, "completion": 2261, "estimated": 0}}}
+    days = [f"2026-11-{day}" for day in range(20, 27)]
+    assert shown == "\n".join(report(totals, days, "redis://redis:6379")) + "\n"
