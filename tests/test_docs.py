@@ -130,3 +130,17 @@ def test_the_sandbox_endpoints_the_tutorial_shows_exist() -> None:
     shown = set(re.findall(r"(/sandbox/api/\w+)", section("5. Try it in the sandbox")))
     served = {route.path for route in chat_routes(None, "http://127.0.0.1:1")}  # type: ignore[arg-type]
     assert shown and shown <= served, f"the tutorial shows endpoints the sandbox does not serve: {shown - served}"
+
+
+def test_command_request_plain_methods_are_documented_with_their_arguments() -> None:
+    for name, method in vars(CommandRequest).items():
+        if inspect.isfunction(method) and not inspect.iscoroutinefunction(method) and not name.startswith("_"):
+            parameters = [p.replace(annotation=inspect.Parameter.empty) for p in
+                          inspect.signature(method).parameters.values() if p.name != "self"]
+            shown = f"{name}{inspect.Signature(parameters)}"
+            assert f"`request.{shown}`" in section("CommandRequest"), f"document `request.{shown}`"
+
+
+@pytest.mark.parametrize("attribute", ["supports_tools", "default_rate_limit", "tokens_per_answer"])
+def test_what_a_provider_may_declare_is_documented(attribute: str) -> None:
+    assert f"**`{attribute}`**" in section("Providers") or f"`{attribute} = True`" in section("Providers"), attribute
