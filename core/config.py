@@ -307,6 +307,9 @@ class _Reader:
     def rate_limits(self, value: Any, path: str) -> Mapping[str, Rate]:
         if value == "none":
             return MappingProxyType({})  # off, the provider's default included
+        if isinstance(value, bool):  # YAML reads off, no and false as booleans
+            raise self.fail(path, f"expected a mapping such as {{per_user: 5/minute}}, or none to turn limits off; "
+                                  f"got {value!r}")
         if not isinstance(value, dict):
             raise self.fail(path, f"expected a mapping such as {{per_user: 5/minute}}, or none, got {_describe(value)}")
         section = self.mapping(value, path, optional={"per_user", "per_channel", "per_bot"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 from tests.conftest import API_KEY, API_SECRET, ECHO_BOT, final_reply, send
@@ -138,3 +139,55 @@ async def test_two_instances_started_at_once_on_one_app_both_become_ready(stream
     assert creates == [200, 400], creates  # they raced, and the loser's "already exists" became an update
     assert [c["name"] for c in (await chat.list_commands())["commands"]] == ["echo"]
     assert all("Traceback" not in served.output for served in both), [served.output for served in both]
+
+
+RULED_GPT = """\
+  - command: gpt
+    description: Ask GPT
+    provider: chatgpt
+    channel_types: [messaging, team]
+    identity: {id: gpt-bot, name: GPT bot}
+    allow: {roles: [user, admin]}
+    deny: {channel_types: [team], users: [mallory]}
+    budget: {per_user: 50000 tokens/day, per_bot: 2000000 tokens/month}
+"""
+
+
+def test_check_lists_who_may_use_each_bot_and_how_much(write_config) -> None:
+    result = run("check", "--config", str(write_config(RULED_GPT + ECHO_BOT + "    rate_limit: none\n")))
+    assert result.returncode == 0, result.stderr
+    assert [line.strip() for line in result.stdout.splitlines() if line.startswith("      ")][2:] == [
+        "rate limit 10 per minute per person (the provider's default)",
+        "allow roles admin, user",
+        "deny channel types team; users mallory",
+        "budget 50,000 tokens a day per person, 2,000,000 tokens a month in all",
+        "Repeats what you say",
+        "provider echo, posts as Echo bot (echo-bot), channel types messaging",
+        "rate limit none",
+    ]
+
+
+def test_usage_without_redis_says_where_usage_lives(write_config) -> None:
+    result = run("usage", "--config", str(write_config(ECHO_BOT)), env={"SLASHBOTS_REDIS_URL": ""})
+    assert result.returncode == 1
+    assert "this configuration has no Redis" in result.stderr
+    assert "/metrics" in result.stderr and "slashbots_tokens_total" in result.stderr
+
+
+def test_usage_reads_the_days_asked_for_from_redis(write_config, redis_server) -> None:
+    today = datetime.now(timezone.utc).date().isoformat()
+    client = redis_server.client()
+    client.hset(f"slashbots:{API_KEY}:usage:{today}", mapping={"echo|alice|prompt": 1200, "echo|alice|completion": 34,
+                                                               "echo|bob|prompt": 5, "echo|bob|completion": 5,
+                                                               "echo|bob|estimated": 10})
+    client.hset(f"slashbots:{API_KEY}:usage:2001-01-01", mapping={"echo|alice|prompt": 999})  # long gone
+    result = run("usage", "--config", str(write_config(ECHO_BOT)), "--since", "1d",
+                 env={"SLASHBOTS_REDIS_URL": redis_server.url})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"Tokens used {today} (UTC), from the counters in Redis at {redis_server.url}"
+    assert [line.split() for line in result.stdout.splitlines()[3:]] == [
+        ["/echo", "1,205", "39", "1,244", "10"],
+        ["alice", "1,200", "34", "1,234", "0"],
+        ["bob", "5", "5", "10", "10"],
+    ]
+    assert run("usage", "--since", "36d", "--config", "x").returncode == 2  # the counters are kept 35 days

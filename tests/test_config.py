@@ -158,6 +158,21 @@ def entry(command: str = "echo", index: int = 0) -> str:
         (bots(entry("x", 0) + "    tools: [a, b, a]\n"), "bots[0].tools[2]: 'a' is already listed"),
         (bots(entry("x", 0), entry("y", 1).replace("bot-1, name: Bot 1", "bot-0, name: Other")),
          "bots[1].identity: identity 'bot-0' is also used by bots[0] with a different name"),
+        (bots(entry("x", 0) + "    rate_limit: off\n"),
+         "bots.yaml:7: bots[0].rate_limit: expected a mapping such as {per_user: 5/minute}, or none to turn limits off; "
+         "got False"),
+        (bots(entry("x", 0) + "    rate_limit:\n"), "bots[0].rate_limit: expected a mapping such as {per_user: 5/minute}, "
+                                                    "or none, got nothing"),
+        (bots(entry("x", 0) + "    rate_limit: {per_user: 5 a minute}\n"),
+         "bots[0].rate_limit.per_user: expected a rate such as '5/minute'"),
+        (bots(entry("x", 0) + "    budget: {per_person: 5 tokens/day}\n"),
+         "bots.yaml:7: bots[0].budget.per_person: unknown key; did you mean 'per_user'? expected one of: per_bot, "
+         "per_channel, per_user"),
+        (bots(entry("x", 0) + "    budget: {per_user: 5000/day}\n"),
+         "bots.yaml:7: bots[0].budget.per_user: expected a budget such as '50000 tokens/day' or '2000000 tokens/month' "
+         "(calendar days and months, in UTC), got '5000/day'"),
+        (bots(entry("x", 0) + "    budget: {per_bot: 5000 tokens/year}\n"), "bots[0].budget.per_bot: expected a budget"),
+        (bots(entry("x", 0) + "    budget: 5000 tokens/day\n"), "bots[0].budget: expected a mapping, got '5000 tokens/day'"),
     ],
 )
 def test_bot_rejections(text: str, expected: str) -> None:
@@ -182,3 +197,21 @@ def test_at_most_fifty_commands() -> None:
 def test_bots_may_share_an_identity_that_agrees() -> None:
     text = bots(entry("a", 0), entry("b", 0))
     assert [bot.identity.id for bot in parse(text).bots] == ["bot-0", "bot-0"]
+
+
+def test_rate_limit_none_is_off_and_no_rate_limit_leaves_it_to_the_provider() -> None:
+    config = parse(bots(entry("x", 0) + "    rate_limit: none\n", entry("y", 1),
+                        entry("z", 2) + "    rate_limit: {per_channel: 9/hour}\n"))
+    off, unset, own = config.bots
+    assert off.rate_limits == {} and unset.rate_limits is None
+    assert [(scope, rate.text) for scope, rate in own.rate_limits.items()] == [("channel", "9 per hour")]
+
+
+def test_budgets_and_access_rules_load() -> None:
+    config = parse(bots(entry("x", 0) + "    allow: {roles: [user], channels: ['messaging:general']}\n"
+                        "    deny: {users: [mallory]}\n    budget: {per_user: 50000 tokens/day, per_bot: '1,000 tokens/month'}\n"))
+    [bot] = config.bots
+    assert bot.access.allow.roles == {"user"} and bot.access.allow.channels == {"messaging:general"}
+    assert bot.access.deny.users == {"mallory"} and not bot.access.deny.roles
+    assert {scope: (b.tokens, b.period) for scope, b in bot.budgets.items()} == {"user": (50000, "day"),
+                                                                                   "bot": (1000, "month")}
