@@ -19,6 +19,7 @@ takes the command; NTP keeps instances within a second of each other.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -101,10 +102,15 @@ class Settlement:
 
 def period_start(period: Period, now: float) -> tuple[str, datetime]:
     """The period ``now`` falls in: its label (``2026-11-26`` or ``2026-11``) and when the next one starts."""
-    moment = datetime.fromtimestamp(now, timezone.utc)
+    return _period(period, int(now // 86400))  # UTC days are 86,400 s long: Unix time has no leap seconds
+
+
+@functools.lru_cache(maxsize=8)
+def _period(period: Period, day: int) -> tuple[str, datetime]:
+    # Cached per day: the ack computes this for every command to a bot with a budget.
+    moment = datetime.fromtimestamp(day * 86400, timezone.utc)  # that day's midnight
     if period == "day":
-        start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-        return start.strftime("%Y-%m-%d"), datetime.fromtimestamp(start.timestamp() + 86400, timezone.utc)
+        return moment.strftime("%Y-%m-%d"), datetime.fromtimestamp((day + 1) * 86400, timezone.utc)
     year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
     return moment.strftime("%Y-%m"), datetime(year, month, 1, tzinfo=timezone.utc)
 
@@ -199,9 +205,6 @@ class Ledger:
             self._used[key] = self._used.get(key, 0) + settlement.tokens
             if settlement.final:
                 self._held.get(key, {}).pop(settlement.id, None)
-
-    def used(self, key: str) -> int:
-        return self._used.get(key, 0)
 
     def _held_tokens(self, key: str, now: float) -> int:
         held = self._held.get(key)
