@@ -7,9 +7,6 @@ import json
 import os
 import re
 import subprocess
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Iterator
 
 import httpx
 
@@ -17,7 +14,7 @@ from slashbots.sandbox.loopback import LoopbackServer
 from slashbots.testing import wait_for
 from tests.conftest import API_KEY, API_SECRET, final_reply
 from tests.support.openai_standin import OpenAIStandIn
-from tests.support.processes import SLASHBOTS, Served, start_process, stop, wait_ready
+from tests.support.processes import SLASHBOTS, Served, instances
 from tests.test_scale_out import metric
 from tests.test_webhook import command_body, stream_headers
 
@@ -44,19 +41,6 @@ server:
 """
 
 
-@contextmanager
-def instances(path: Path, stream_url: str, redis_url: str, count: int = 3) -> Iterator[list[Served]]:
-    env = {"SLASHBOTS_REDIS_URL": redis_url, "SLASHBOTS_PUBLIC_URL": "http://127.0.0.1:9/load-balancer"}
-    started = [start_process(path, stream_url, env=env) for _ in range(count)]
-    try:
-        for served in started:
-            wait_ready(served)
-        yield started
-    finally:
-        for served in started:
-            stop(served)
-
-
 def used_tokens(servers: list[Served]) -> float:
     return sum(metric(s, "slashbots_tokens_total", command="gpt", kind=kind, source="reported")
                for s in servers for kind in ("prompt", "completion"))
@@ -67,7 +51,7 @@ async def test_a_budget_crossed_in_a_flood_over_several_instances(stream, redis_
     path = tmp_path / "bots.yaml"
     with LoopbackServer(standin.app) as openai:
         path.write_text(config(openai.url), encoding="utf-8")
-        with instances(path, stream.url, redis_server.url) as servers:
+        with instances(path, stream.url, redis_server.url, 3) as servers:
             acks = []
             async with httpx.AsyncClient() as client:
                 async def ask(n: int) -> dict:
@@ -80,12 +64,14 @@ async def test_a_budget_crossed_in_a_flood_over_several_instances(stream, redis_
                 accepted = sum(a["type"] == "regular" for a in acks)
                 await final_reply(stream.standin, "gpt-bot", count=accepted, timeout=30)
                 await wait_for(lambda: used_tokens(servers) == accepted * COST, timeout=10, what="settlements")
-                # Then on, one at a time, each settled before the next, until the budget turns the user away.
-                while acks[-1]["type"] == "regular":
+                # Then on, one at a time, each settled before the next, until the budget itself (not the
+                # reservations of answers under way) turns the user away.
+                while True:
                     acks.append(await ask(len(acks)))
-                    if acks[-1]["type"] == "regular":
-                        accepted += 1
-                        await wait_for(lambda: used_tokens(servers) == accepted * COST, timeout=20, what="settlement")
+                    if acks[-1]["type"] != "regular":
+                        break
+                    accepted += 1
+                    await wait_for(lambda: used_tokens(servers) == accepted * COST, timeout=20, what="settlement")
                     assert len(acks) < 60
 
             refused = [a for a in acks if a["type"] == "error"]
