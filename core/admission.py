@@ -76,7 +76,8 @@ class Gate:
             return self._refused(bot, asker, *refusal)
         if admission.outcome == "over_budget" and reservation is not None:
             spent = [charge for charge in reservation.charges if charge.key in admission.spent]
-            return self._refused(bot, asker, "over_budget", over_budget(bot.command, spent, now))
+            held = [charge for charge in reservation.charges if charge.key in admission.held]
+            return self._refused(bot, asker, "over_budget", over_budget(bot.command, spent, held, now))
         if admission.outcome == "rate_limited":
             rules = ", ".join(f"{rate.text} {WHOM[scope]}" for scope, rate in rates.items())
             return self._refused(bot, asker, "rate_limited", f"Slow down: /{bot.command} takes {rules}. "

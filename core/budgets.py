@@ -139,8 +139,16 @@ def settlement(job_id: str, command: str, budgets: Mapping[str, Budget], *, user
     )
 
 
-def over_budget(command: str, spent: list[Charge], now: float) -> str:
-    """What the sender is told: which budget is used up, and when it starts again (the latest, if several)."""
+def over_budget(command: str, spent: list[Charge], held: list[Charge], now: float) -> str:
+    """What the sender is told: which budget is used up, and when it starts again (the latest, if several);
+    or, when only answers still running fill the budgets (``held``), to ask again once they are done."""
+    if not spent:
+        charge = min(held, key=lambda c: SCOPES.index(c.scope))
+        running = {"user": "Your answers still running", "channel": "The answers running in this channel",
+                   "bot": f"The answers /{command} is writing now"}[charge.scope]
+        span = "today" if charge.period == "day" else "this month"
+        return (f"{running} may use up the {charge.limit:,} tokens of /{command} for {span}. "
+                "Please ask again once they have finished.")
     charge = max(spent, key=lambda c: (c.resets, -SCOPES.index(c.scope)))
     span = "today" if charge.period == "day" else "this month"
     tokens = f"{charge.limit:,} tokens"
@@ -172,12 +180,18 @@ class Ledger:
         self._reservations: dict[str, tuple[str, ...]] = {}  # reservation id -> its keys
         self._tidy_at = 0.0
 
-    def spent(self, reservation: Reservation) -> list[Charge]:
-        """The charges with no room left for another answer."""
+    def full(self, reservation: Reservation) -> tuple[list[Charge], list[Charge]]:
+        """The charges with no room left for another answer: those used up, and those the answers running fill."""
         now = self.clock()
         self._forget(now)
-        return [charge for charge in reservation.charges
-                if self._used.get(charge.key, 0) + self._held_tokens(charge.key, now) >= charge.limit]
+        spent, held = [], []
+        for charge in reservation.charges:
+            used = self._used.get(charge.key, 0)
+            if used >= charge.limit:
+                spent.append(charge)
+            elif used + self._held_tokens(charge.key, now) >= charge.limit:
+                held.append(charge)
+        return spent, held
 
     def reserve(self, reservation: Reservation) -> None:
         now = self.clock()

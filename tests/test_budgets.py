@@ -70,16 +70,20 @@ def test_charges_name_each_scope_and_its_period() -> None:
 def test_the_sender_is_told_which_budget_is_spent_and_when_it_renews() -> None:
     budgets = {"user": Budget(50_000, "day"), "channel": Budget(200_000, "day"), "bot": Budget(2_000_000, "month")}
     user, channel, bot = charges("gpt", budgets, user_id="alice", cid="messaging:general", now=NOW)
-    assert over_budget("gpt", [user], NOW) == (
+    assert over_budget("gpt", [user], [], NOW) == (
         "You have used your 50,000 tokens of /gpt for today. They renew at 00:00 UTC, in 3 h 12 min.")
-    assert over_budget("gpt", [channel], NOW) == (
+    assert over_budget("gpt", [channel], [], NOW) == (
         "This channel has used its 200,000 tokens of /gpt for today. They renew at 00:00 UTC, in 3 h 12 min.")
     # Several spent: the one that renews last decides when asking again makes sense.
-    assert over_budget("gpt", [user, bot], NOW) == (
+    assert over_budget("gpt", [user, bot], [channel], NOW) == (
         "/gpt has used its 2,000,000 tokens for this month, for everyone. They renew on 1 December at 00:00 UTC.")
+    # Full only of what the answers running have reserved: they may yet use less.
+    assert over_budget("gpt", [], [channel, user], NOW) == (
+        "Your answers still running may use up the 50,000 tokens of /gpt for today. Please ask again once they "
+        "have finished.")
     late = datetime(2026, 11, 26, 23, 59, 40, tzinfo=timezone.utc).timestamp()
     [user] = charges("gpt", {"user": Budget(5, "day")}, user_id="alice", cid="messaging:general", now=late)
-    assert over_budget("gpt", [user], late).endswith("They renew at 00:00 UTC, in 1 min.")
+    assert over_budget("gpt", [user], [], late).endswith("They renew at 00:00 UTC, in 1 min.")
 
 
 # -- reservation and settlement, the same in one process and on Redis ---------------------------------
@@ -112,17 +116,22 @@ async def state(kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Loca
 
 
 async def admit(shared: LocalState | RedisState, reserved: Reservation, limits=()) -> str:
-    return (await shared.admit([f"message:{reserved.id}"], list(limits), reservation=reserved)).outcome
+    """The outcome; ``over_budget`` is ``held`` when only the answers running fill the budget."""
+    admission = await shared.admit([f"message:{reserved.id}"], list(limits), reservation=reserved)
+    if admission.outcome == "over_budget":
+        assert bool(admission.spent) != bool(admission.held)  # one budget here: used up, or held
+        return "over_budget" if admission.spent else "held"
+    return admission.outcome
 
 
 @pytest.mark.parametrize("kind", ["local", "redis"])
 async def test_taken_while_the_reservations_leave_room_then_settled_at_the_real_count(kind, request) -> None:
     async with state(kind, request) as shared:
         # 100 tokens, 40 held per running answer: 0, 40 and 80 leave room; 120 does not.
-        assert [await admit(shared, reservation(n)) for n in range(4)] == ["accepted"] * 3 + ["over_budget"]
+        assert [await admit(shared, reservation(n)) for n in range(4)] == ["accepted"] * 3 + ["held"]
         await shared.settle(settled(0, 10))  # released, and 10 really used: 10 + 80 held
         assert await admit(shared, reservation(4)) == "accepted"  # 10 + 120 held: full again
-        assert await admit(shared, reservation(5)) == "over_budget"
+        assert await admit(shared, reservation(5)) == "held"
         for n in (1, 2, 4):
             await shared.settle(settled(n, 30))  # 100 used: spent, with nothing running
         assert await admit(shared, reservation(6)) == "over_budget"
@@ -132,7 +141,9 @@ async def test_taken_while_the_reservations_leave_room_then_settled_at_the_real_
 @pytest.mark.parametrize("kind", ["local", "redis"])
 async def test_a_flood_overshoots_by_at_most_the_answers_already_running(kind, request) -> None:
     async with state(kind, request) as shared:
-        taken = [n for n in range(50) if await admit(shared, reservation(n, reserve=30)) == "accepted"]
+        outcomes = [await admit(shared, reservation(n, reserve=30)) for n in range(50)]
+        taken = [n for n, outcome in enumerate(outcomes) if outcome == "accepted"]
+        assert set(outcomes[4:]) == {"held"}
         assert taken == [0, 1, 2, 3]  # 0, 30, 60 and 90 held were under 100
         for n in taken:
             await shared.settle(settled(n, 45))  # each cost more than it reserved
@@ -145,7 +156,7 @@ async def test_a_run_handed_on_keeps_the_reservation_and_its_tokens_count(kind, 
     async with state(kind, request) as shared:
         assert await admit(shared, reservation(0, reserve=80)) == "accepted"
         await shared.settle(settled(0, 30, final=False))  # handed to another instance: 30 used, 80 still held
-        assert await admit(shared, reservation(1, reserve=60)) == "over_budget"
+        assert await admit(shared, reservation(1, reserve=60)) == "held"
         await shared.settle(settled(0, 20))  # the rerun finishes: 50 used, nothing held
         assert await admit(shared, reservation(1, reserve=60)) == "accepted"
         await shared.settle(settled(1, 60))  # 110 used
@@ -157,8 +168,8 @@ async def test_over_budget_charges_nothing_else(kind, request) -> None:
     limit = [("gpt:user:alice", Rate.parse("3/minute"))]
     async with state(kind, request) as shared:
         assert await admit(shared, reservation(0, reserve=100), limit) == "accepted"
-        assert await admit(shared, reservation(1), limit) == "over_budget"
-        assert await admit(shared, reservation(2), limit) == "over_budget"
+        assert await admit(shared, reservation(1), limit) == "held"
+        assert await admit(shared, reservation(2), limit) == "held"
         await shared.settle(settled(0, 0))
         # The refusals took nothing from the rate limit: two of three left.
         assert [await admit(shared, reservation(n, reserve=1), limit) for n in (3, 4, 5)] == [
@@ -182,7 +193,7 @@ async def test_an_unsettled_reservation_lapses() -> None:
     clock = Clock()
     shared = LocalState(10, clock=clock)
     assert await admit(shared, reservation(0, reserve=100)) == "accepted"
-    assert await admit(shared, reservation(1)) == "over_budget"
+    assert await admit(shared, reservation(1)) == "held"
     clock.now += 3600  # its instance died and no other finished the answer
     assert await admit(shared, reservation(1)) == "accepted"
 
@@ -193,7 +204,7 @@ async def test_an_unsettled_reservation_lapses() -> None:
 async def test_redis_reservations_lapse_on_redis_time(redis_server, request) -> None:
     async with state("redis", request) as shared:
         assert await admit(shared, reservation(0, reserve=100, lapse=0.3)) == "accepted"
-        assert await admit(shared, reservation(1)) == "over_budget"
+        assert await admit(shared, reservation(1)) == "held"
         deadline = time.monotonic() + 5
         while await admit(shared, reservation(1)) != "accepted":
             assert time.monotonic() < deadline, "the reservation never lapsed"
@@ -223,7 +234,7 @@ async def test_the_budget_check_is_part_of_the_one_admit_round_trip(redis_server
             prefix + "budget:gpt:user:alice:2026-11-26", prefix + "budget:gpt:channel:messaging:general:2026-11-26",
             prefix + "budget:gpt:bot::2026-11"]
         assert client.pttl(prefix + "budget:gpt:bot::2026-11") > 3 * 86400 * 1000  # until December, and an hour
-        assert (await admit(shared, reservation(2, budgets=budgets))) == "over_budget"  # 9 a month, 40 held
+        assert (await admit(shared, reservation(2, budgets=budgets))) == "held"  # 9 a month, 40 held
 
 
 async def test_settled_tokens_are_counted_per_day_for_slashbots_usage(redis_server, request) -> None:
@@ -253,6 +264,6 @@ async def test_while_redis_is_away_budgets_are_kept_here_and_settled_here(redis_
         redis_server.stop()
         taken = await shared.admit(["message:m0"], [], reservation=reservation(0, reserve=100))
         assert (taken.outcome, taken.shared) == ("accepted", False)
-        assert await admit(shared, reservation(1)) == "over_budget"  # this instance's own ledger
+        assert await admit(shared, reservation(1)) == "held"  # this instance's own ledger
         await shared.settle(settled(0, 5))  # released here, where it was reserved
         assert await admit(shared, reservation(1)) == "accepted"

@@ -175,8 +175,9 @@ def test_the_readmes_worked_example_shows_what_users_really_see() -> None:
     seen = [
         bot.access.refusal("gpt", Asker("gus", "guest", "team:ops")),
         bot.access.refusal("gpt", Asker("alice", "user", "messaging:general")),
-        over_budget("gpt", [user], now),
-        over_budget("gpt", [everyone], now),
+        over_budget("gpt", [user], [], now),
+        over_budget("gpt", [], [user], now),
+        over_budget("gpt", [everyone], [], now),
     ]
     assert bot.access.refusal("gpt", Asker("alice", "user", "team:ops")) is None
     for text in seen:

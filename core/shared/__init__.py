@@ -50,7 +50,8 @@ class Admission:
     outcome: Outcome
     wait: float = 0.0  # rate_limited: seconds until it would be accepted
     shared: bool = True  # False when Redis was away and this instance decided alone
-    spent: tuple[str, ...] = ()  # over_budget: the keys of the charges with no room left
+    spent: tuple[str, ...] = ()  # over_budget: the keys of the charges used up
+    held: tuple[str, ...] = ()  # over_budget: ... and of those only the answers running fill (reservations)
 
 
 class SharedState(Protocol):

@@ -7,8 +7,9 @@
 --       interval (ms), burst (ms); per budget: its limit (tokens), its key's TTL (ms); then, with
 --       budgets: the reservation's id, tokens and lapse (ms); then, with a job: its id, payload,
 --       owner, lease (ms), job TTL (ms).
--- Returns {outcome, wait_ms, the positions of the budgets with no room left...}. The time is
--- Redis's own (TIME), so every instance agrees.
+-- Returns {outcome, wait_ms, the positions of the budgets with no room left...}, a position negative
+-- when only the answers running fill it (their reservations). The time is Redis's own (TIME), so
+-- every instance agrees.
 local ttl, take = tonumber(ARGV[1]), ARGV[2] == '1'
 local claims, limits, budgets = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 for i = 1, claims do
@@ -47,8 +48,12 @@ end
 local spent = {}
 for b = 1, budgets do
   local key = KEYS[first_budget + b]
-  local used = tonumber(redis.call('HGET', key, 'used') or '0')
-  if used + reserved(key) >= tonumber(ARGV[budget_arg + (b - 1) * 2]) then spent[#spent + 1] = b end
+  local used, limit = tonumber(redis.call('HGET', key, 'used') or '0'), tonumber(ARGV[budget_arg + (b - 1) * 2])
+  if used >= limit then
+    spent[#spent + 1] = b
+  elseif used + reserved(key) >= limit then
+    spent[#spent + 1] = -b
+  end
 end
 if #spent > 0 then return {'over_budget', 0, unpack(spent)} end
 

@@ -34,9 +34,10 @@ class LocalState:
             return Admission("duplicate")
         if not take:
             return Admission("refused")
-        spent = self.ledger.spent(reservation) if reservation is not None else []
-        if spent:
-            return Admission("over_budget", spent=tuple(charge.key for charge in spent))
+        spent, held = self.ledger.full(reservation) if reservation is not None else ([], [])
+        if spent or held:
+            return Admission("over_budget", spent=tuple(charge.key for charge in spent),
+                             held=tuple(charge.key for charge in held))
         wait = self.limiter.acquire(limits) if limits else 0.0
         if wait:
             return Admission("rate_limited", wait)

@@ -150,9 +150,10 @@ class RedisState:
                                                         self.timeout)
         except Unavailable:
             decided = self.local.admit_now(claims, limits, take=take, reservation=reservation)
-            return Admission(decided.outcome, decided.wait, shared=False, spent=decided.spent)
+            return Admission(decided.outcome, decided.wait, shared=False, spent=decided.spent, held=decided.held)
         outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
-        return Admission(outcome, int(wait_ms) / 1000, spent=tuple(charges[int(b) - 1].key for b in spent))
+        return Admission(outcome, int(wait_ms) / 1000, spent=tuple(charges[int(b) - 1].key for b in spent if int(b) > 0),
+                         held=tuple(charges[-int(b) - 1].key for b in spent if int(b) < 0))
 
     async def settle(self, settlement: Settlement) -> None:
         if self.local.ledger.holds(settlement.id):
