@@ -7,8 +7,9 @@ The ack cannot know what an answer will cost, so it *reserves*: a command is tak
 ``used + reserved < limit`` in every budget, and then holds ``reserve`` tokens in each (the
 bot's most per answer, ``tokens_per_answer`` of its provider, else ``DEFAULT_RESERVE``).
 When the answer ends, *settlement* releases the reservation and adds what was really used.
-So the budget is crossed by at most the answers already running when it filled: a flood
-gets in only while the reservations of the answers under way still leave room.
+So a flood gets in only while the reservations of the answers under way leave room, and the
+budget is crossed by less than the last answer taken, plus what the answers running then use
+beyond their reservations.
 
 The same rules run in two places: ``Ledger`` below (one process, or any instance while
 Redis is away) and ``shared/admit.lua`` with ``shared/settle.lua`` (every instance, on
