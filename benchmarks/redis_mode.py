@@ -36,13 +36,20 @@ MODES = ("default", "redis")
 TAGS = {"default": "d", "redis": "R"}  # the echo bot is the same user on both: texts say which server
 
 
+TROUBLES = ("redis_failures", "local_decisions")
+
+
 def turn(server: servers.Server, rate: float, seconds: float, tag: str, redis_pid: int) -> dict:
-    """One spell of open-loop load; CPU of the server and of redis-server until no reply runs."""
+    """One spell of open-loop load; CPU of the server and of redis-server until no reply runs, and
+    the Redis calls that failed or missed their deadline meanwhile (with the decisions taken locally)."""
+    troubles = {name: servers.metric_total(server.url, f"slashbots_{name}") for name in TROUBLES}
     before, redis_before = servers.cpu_seconds(server.pid), servers.cpu_seconds(redis_pid)
     result = servers.load(server.url, rate, seconds, tag)
     servers.wait_idle(server.url)
     result["cpu"] = servers.cpu_seconds(server.pid) - before
     result["redis_cpu"] = servers.cpu_seconds(redis_pid) - redis_before
+    for name in TROUBLES:
+        result[name] = servers.metric_total(server.url, f"slashbots_{name}") - troubles[name]
     return result
 
 
@@ -58,6 +65,7 @@ def combine(turns: list[dict]) -> dict:
         "achieved_rate": sum(t["achieved_rate"] for t in turns) / len(turns),
         "send_lag_p99_ms": max(t["send_lag_p99_ms"] for t in turns),
         "cpu_ms_per_command": sum(t["cpu"] for t in turns) / sent * 1000,
+        **{name: sum(t[name] for t in turns) for name in TROUBLES},
         "redis_cpu_ms_per_command": sum(t["redis_cpu"] for t in turns) / sent * 1000,
         # per turn, for the spread: the noise between spells of one server
         "cpu_range": (min(t["cpu"] / t["sent"] for t in turns) * 1000, max(t["cpu"] / t["sent"] for t in turns) * 1000),
@@ -145,7 +153,8 @@ def report(results: dict, command: str) -> Section:
         "shown on its own, and is not in the instance's figure."
     )
     header = ["rate /s", "server", "achieved /s", "generator late p99", "ack p50", "ack p99", "ack max",
-              "refused (busy)", "replies landed / sent", "CPU per command (turns' range)", "redis-server CPU per command"]
+              "refused (busy)", "replies landed / sent", "CPU per command (turns' range)", "redis-server CPU per command",
+              "Redis calls failed or late / local decisions"]
     table = []
     for row in rows:
         for mode in MODES:
@@ -157,6 +166,7 @@ def report(results: dict, command: str) -> Section:
                 ours["outcomes"].get("refused", 0), f"{ours['landed']} / {ours['sent']}",
                 f"{ours['cpu_ms_per_command']:.2f} ms ({low:.2f}–{high:.2f})",
                 "-" if mode == "default" else f"{ours['redis_cpu_ms_per_command']:.3f} ms",
+                "-" if mode == "default" else f"{ours['redis_failures']:.0f} / {ours['local_decisions']:.0f}",
             ])
     section.table(header, table)
     memory = results["memory"]
