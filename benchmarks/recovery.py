@@ -43,10 +43,10 @@ from benchmarks import servers, webhooks  # noqa: E402
 from benchmarks.report import Section  # noqa: E402
 from slashbots.leases import reply_message_id  # noqa: E402
 
-KILLS, EVERY, LEASE, RATE = 20, 4.0, 5.0, 10.0
+KILLS, EVERY, LEASE, RATE = 20, 5.0, 5.0, 10.0
 INSTANCES = 3
 PIECES, DELAY = 20, 0.1  # a 2-second answer
-HOLD_COMMANDS, HOLD_RATE, HOLD_SECONDS = 400, 200.0, 8.0
+HOLD_COMMANDS, HOLD_RATE, HOLD_SECONDS = 2000, 500.0, 10.0
 PUBLIC_URL = "http://127.0.0.1:9/load-balancer"
 TOO_MANY = "interrupted several times"
 
@@ -58,8 +58,10 @@ def bots_yaml(lease: float) -> str:
     hold = {"command": "hold", "description": "holds its reply open a while", "provider": "writer",
             "channel_types": ["messaging"], "identity": {"id": "hold-bot", "name": "Hold bot"},
             "options": {"first_delay": HOLD_SECONDS, "pieces": 1, "piece": "held"}}
+    # Room for every held reply at once (the memory measure holds HOLD_COMMANDS over the instances).
     return webhooks.bots_yaml([signed, hold], plugins=["slashbots.paced_writers"],
-                              server={"reply_lease_seconds": lease})
+                              server={"reply_lease_seconds": lease, "max_replies_in_flight": HOLD_COMMANDS,
+                                      "max_loop_lag_ms": 2000})
 
 
 def signed_by(text: str | None) -> str | None:
@@ -90,6 +92,8 @@ def in_flight_memory(store: servers.Redis, urls: list[str]) -> dict:
     accepted = sum(load["outcomes"].get("accepted", 0) for load in loads)
     running = sum(servers.metrics(url).get("in_flight", 0) for url in urls)
     during = store.used_memory()
+    recorded = jobs(store)  # a command admitted while Redis missed its deadline runs without a job in Redis
+    local = sum(servers.metric_total(url, "slashbots_local_decisions") for url in urls)
     prefix = f"slashbots:{webhooks.KEY}:"
     with store.client() as client:
         job = next(client.scan_iter(match=prefix + "job:*", count=10_000), None)
@@ -104,7 +108,7 @@ def in_flight_memory(store: servers.Redis, urls: list[str]) -> dict:
         servers.wait_idle(url, timeout=HOLD_SECONDS * 4)
     after = store.used_memory()
     return {"before": before, "during": during, "after": after, "accepted": accepted, "running": running,
-            "sample": sample, "leases": leases, "lease_bytes": lease_bytes}
+            "recorded": recorded, "local": local, "sample": sample, "leases": leases, "lease_bytes": lease_bytes}
 
 
 async def drive(start, stop_instance, live: list, kills: int, every: float, rate: float,
@@ -209,19 +213,18 @@ def analyse(result: dict) -> dict:
         finals = [w[4] for w in by_message.get(reply, []) if not w[3]]
         if finals:
             final_at[mid] = max(finals)
-    recoveries = []  # (seconds from the kill to the final text, kill number)
-    for number, (pid, at) in enumerate(result["killed"]):
+    # For each reply, the kills that interrupted it: its last text before the kill was the victim's,
+    # or the victim had taken it and shown no text yet. Recovery runs from the last of them.
+    interrupted: dict[str, list[float]] = {}
+    for pid, at in result["killed"]:
         for mid, (taker, _) in result["accepted"].items():
             if final_at.get(mid, float("inf")) <= at:
                 continue  # already answered when the instance died
             writes = [w for w in by_message.get(reply_of[mid], []) if w[4] <= at]
             last_writer = signed_by(writes[-1][5]) if writes else None
-            # Its last text before the kill was the victim's, or the victim took it and had shown no text yet.
             if last_writer == str(pid) or (taker == pid and last_writer is None):
-                if mid in final_at:
-                    recoveries.append((final_at[mid] - at, number))
-                else:
-                    recoveries.append((float("inf"), number))
+                interrupted.setdefault(mid, []).append(at)
+    recoveries = [(final_at.get(mid, float("inf")) - kills[-1], len(kills)) for mid, kills in interrupted.items()]
     lost = [mid for mid, reply in reply_of.items() if reply not in stored]
     generating = [m["id"] for m in result["stored"] if m["generating"]]
     wrong = [m["text"] for m in result["stored"] if not whole(m["text"]) and TOO_MANY not in m["text"]]
@@ -243,23 +246,24 @@ def report(result: dict, command: str) -> Section:
         "replies are those the killed instance had accepted or was last seen writing and whose final text had not "
         "landed; recovery is from the kill to that final text at the Stream stand-in."
     )
-    times = [t for t, _ in found["recoveries"]]
-    finite = sorted(t for t in times if t != float("inf"))
-    per_kill: dict[int, list[float]] = {}
-    for t, number in found["recoveries"]:
-        per_kill.setdefault(number, []).append(t)
-    rows = [[
-        len(result["killed"]), f"{len(result['accepted'])} ({result['refused']} refused, {result['unreachable']} "
-        "sent to a dying instance)", len(times),
-        f"{min(len(v) for v in per_kill.values()) if per_kill else 0}–{max(len(v) for v in per_kill.values()) if per_kill else 0}",
-        f"{finite[0]:.2f} s" if finite else "-", f"{statistics.median(finite):.2f} s" if finite else "-",
-        f"{finite[min(int(len(finite) * 0.9), len(finite) - 1)]:.2f} s" if finite else "-",
-        f"{max(times):.2f} s" if times else "-", f"{2 * lease + answer:g} s",
-    ]]
-    section.table(["kills", "commands accepted", "replies interrupted", "per kill", "recovery min", "p50", "p90",
-                   "max", "bound: 2 × lease + answer"], rows)
+    once = sorted(t for t, kills in found["recoveries"] if kills == 1)
+    again = sorted(t for t, kills in found["recoveries"] if kills > 1)
+
+    def row(label: str, times: list[float]) -> list[object]:
+        if not times:
+            return [label, 0, "-", "-", "-", "-"]
+        return [label, len(times), f"{times[0]:.2f} s", f"{statistics.median(times):.2f} s",
+                f"{times[min(int(len(times) * 0.9), len(times) - 1)]:.2f} s", f"{times[-1]:.2f} s"]
+
+    section.table(["replies interrupted", "count", "recovery min", "p50", "p90", "max"],
+                  [row("by one kill", once), row("again, after their new owner was killed too (from the last kill)", again)])
+    section.text.append(
+        f"Kills: {len(result['killed'])}; commands accepted: {len(result['accepted'])} ({result['refused']} refused, "
+        f"{result['unreachable']} sent to an instance as it died). The bound, 2 × lease + the answer's time, is "
+        f"{2 * lease + answer:g} s."
+    )
     sample = memory["sample"]
-    per_reply = (memory["during"] - memory["after"]) / memory["accepted"] if memory["accepted"] else float("nan")
+    per_reply = (memory["during"] - memory["after"]) / memory["recorded"] if memory["recorded"] else float("nan")
     remembered = (memory["after"] - memory["before"]) / memory["accepted"] if memory["accepted"] else float("nan")
     section.text.append(
         f"Lost: {len(found['lost'])}; messages beyond one per command: {found['extra']}; left generating: "
@@ -272,19 +276,24 @@ def report(result: dict, command: str) -> Section:
     section.text.append("")
     section.text.append(
         f"**Redis memory per reply in flight** (before the kills): {memory['accepted']} commands whose answers "
-        f"hold {HOLD_SECONDS:g} s, {memory['running']:.0f} running when measured: used_memory "
+        f"hold {HOLD_SECONDS:g} s, sent at {HOLD_RATE:g}/s over the instances; when measured {memory['running']:.0f} "
+        f"ran and {memory['recorded']} had a job in Redis ({memory['local']:.0f} decisions were taken locally because "
+        f"Redis missed its deadline: those replies run without a job). used_memory (less clients' buffers) "
         f"{memory['before'] / 1e6:.2f} MB before, {memory['during'] / 1e6:.2f} MB while they ran, "
-        f"{memory['after'] / 1e6:.2f} MB once all had finished. In flight, beyond the remembered command: "
-        f"**{per_reply:.0f} bytes per reply** (the remembered command itself, two claim keys: {remembered:.0f} "
-        f"bytes). One job hash sampled: {sample.get('fields', '?')} fields, its payload {sample.get('payload', '?')} "
-        f"bytes of JSON (the command message and user as Stream sent them), MEMORY USAGE {sample.get('bytes', '?')} "
-        f"bytes, encoding {sample.get('encoding', '?')}; the lease set held {memory['leases']} entries in "
-        f"{memory['lease_bytes']:,} bytes. A real command's payload grows with its message (text, attachments, "
-        "mentions), and so does this figure."
+        f"{memory['after'] / 1e6:.2f} MB once all had finished: **{per_reply:.0f} bytes per reply in flight** beyond "
+        f"its remembered command (the two claim keys: {remembered:.0f} bytes a command here, from only "
+        f"{memory['accepted']} commands; section 8 has the steadier figure). By Redis's own count, one job hash: "
+        f"{sample.get('fields', '?')} fields, its payload {sample.get('payload', '?')} bytes of JSON (the command "
+        f"message and user as Stream sent them), MEMORY USAGE {sample.get('bytes', '?')} bytes (encoding "
+        f"{sample.get('encoding', '?')}: the payload is longer than a listpack's 64-byte values); the lease set, "
+        f"{memory['leases']} entries in {memory['lease_bytes']:,} bytes "
+        f"({memory['lease_bytes'] / max(memory['leases'], 1):.0f} a reply). A real command's payload grows with "
+        "its message (text, attachments, mentions), and so does this figure."
     )
-    worst = max(times) if times else float("inf")
-    section.target(f"recovery max ≤ 2 × lease + the answer's time ({2 * lease + answer:g} s)",
-                   f"{worst:.2f} s over {len(times)} replies, {len(result['killed'])} kills", worst <= 2 * lease + answer)
+    worst = max(once + again) if once or again else float("inf")
+    section.target(f"recovery max ≤ 2 × lease + the answer's time ({2 * lease + answer:g} s), from the last kill "
+                   "that interrupted the reply", f"{worst:.2f} s over {len(once) + len(again)} replies, "
+                   f"{len(result['killed'])} kills", worst <= 2 * lease + answer)
     section.target("0 lost, 0 duplicated, 0 left generating",
                    f"{len(found['lost'])}, {found['extra']}, {len(found['generating'])}",
                    not found["lost"] and found["extra"] == 0 and not found["generating"])
