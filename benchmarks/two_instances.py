@@ -166,6 +166,21 @@ def report(results: dict, command: str) -> Section:
         f"{troubles['local_decisions']:.0f}; replies claimed again: {troubles['replies_taken_over']:.0f}. The rest "
         f"of the machine used {results['neighbours']:.2f} cores on average over the whole benchmark."
     )
+    share = {layout: {name: mean(layout, lambda r, name=name: r["cores"][name])
+                      for name in ("instance A", "instance B", "redis-server", "stand-in", "wrk (both)", "others")}
+             for layout in by_layout}
+    full = min(used.values()) >= 1.9
+    section.text.append(
+        ("What limits it: CPU. The machine's two cores were full in every turn (" if full else
+         "What limits it: the two cores were not always full (") +
+        ", ".join(f"{layout}: {used[layout]:.2f} busy, of which the instances {share[layout]['instance A'] + share[layout]['instance B']:.2f}, "
+                  f"the Stream stand-in {share[layout]['stand-in']:.2f}, wrk {share[layout]['wrk (both)']:.2f}, "
+                  f"redis-server {share[layout]['redis-server']:.2f} and the rest of the machine "
+                  f"{share[layout]['others']:.2f}" for layout in ("one", "two")) +
+        "). A second instance on the same two cores adds no CPU: it adds a second event loop and a second set of "
+        "Redis connections to pay for, and its acks queue behind its own replies as the first's do. Two instances "
+        "pay off where each has cores of its own."
+    )
     lost = sum(max(int(r["outcomes"].get("accepted", 0)) - r["landed"], 0) for r in results["rows"])
     section.target("two instances: ack p99 ≤ 250 ms under overload (as section 2)", ms(p99["two"]), p99["two"] <= 250)
     section.target("0 accepted commands lose their reply (both layouts)", f"{lost} lost", lost == 0)
