@@ -46,7 +46,9 @@ from slashbots.leases import reply_message_id  # noqa: E402
 KILLS, EVERY, LEASE, RATE = 20, 5.0, 5.0, 10.0
 INSTANCES = 3
 PIECES, DELAY = 20, 0.1  # a 2-second answer
-HOLD_COMMANDS, HOLD_RATE, HOLD_SECONDS = 2000, 500.0, 10.0
+# Gently (67/s an instance): at 500/s, on this shared machine, most admits missed their Redis deadline
+# and were decided locally, without a job to measure (section 8 and profiles.md say why).
+HOLD_COMMANDS, HOLD_RATE, HOLD_SECONDS = 1200, 200.0, 10.0
 PUBLIC_URL = "http://127.0.0.1:9/load-balancer"
 TOO_MANY = "interrupted several times"
 
