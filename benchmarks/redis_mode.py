@@ -104,7 +104,7 @@ def run(rates: list[float], duration: float) -> dict:
         neighbours.watch(store.pid, stream.pid, default.pid, shared.pid)
         started = {"default": default, "redis": shared}
         memory_before = store.used_memory()
-        keys_before = remembered(store, f"slashbots:{webhooks.KEY}:")["keys"]
+        claims_before = remembered(store, f"slashbots:{webhooks.KEY}:")["kinds"].get("claim", 0)
         accepted_before = servers.metrics(shared.url).get("accepted", 0)
         rows = []
         for rate in rates:
@@ -114,7 +114,7 @@ def run(rates: list[float], duration: float) -> dict:
                     tag = f"{TAGS[mode]}{rate:g}t{n}"
                     turns[mode].append(turn(started[mode], rate, duration / TURNS, tag, store.pid))
             rows.append({"rate": rate, **{mode: combine(turns[mode]) for mode in MODES}})
-        accepted = servers.metrics(shared.url).get("accepted", 0) - accepted_before
+        accepted = int(servers.metrics(shared.url).get("accepted", 0) - accepted_before)
         # A job whose finish missed its deadline stays in Redis until its lease lapses and an
         # instance (here the same one) claims it, finds it answered and finishes it.
         waited, left = time.monotonic(), jobs_left(store)
@@ -135,7 +135,7 @@ def run(rates: list[float], duration: float) -> dict:
         "rows": rows, "duplicated": duplicated, "duration": duration, "neighbours": cores, "troubles": troubles,
         "jobs_left": left, "jobs_waited": waited,
         "memory": {"before": memory_before, "after": memory_after, "accepted": accepted,
-                   "keys_added": held["keys"] - keys_before, **held},
+                   "claims_added": held["kinds"].get("claim", 0) - claims_before, **held},
     }
 
 
@@ -171,7 +171,8 @@ def report(results: dict, command: str) -> Section:
             ])
     section.table(header, table)
     memory = results["memory"]
-    per_command = (memory["after"] - memory["before"]) / memory["accepted"] if memory["accepted"] else float("nan")
+    remembered_commands = memory["claims_added"] / 2
+    per_command = (memory["after"] - memory["before"]) / remembered_commands if remembered_commands else float("nan")
     kinds = ", ".join(f"{kind}: {count:,}" for kind, count in sorted(memory["kinds"].items()))
     troubles = results["troubles"]
     section.text.append(
@@ -185,17 +186,18 @@ def report(results: dict, command: str) -> Section:
     )
     section.text.append("")
     section.text.append(
-        f"**Redis memory per remembered command:** used_memory went from {memory['before'] / 1e6:.2f} MB to "
-        f"{memory['after'] / 1e6:.2f} MB over the {memory['accepted']:,} commands the redis server accepted "
-        f"(warm-up requests included), all replies finished: **{per_command:.0f} bytes per command**; "
-        f"{memory['keys_added']:,} keys were added ({memory['keys_added'] / max(memory['accepted'], 1):.2f} per "
-        f"command). Keys held at the end, by kind: {kinds}. A remembered command is two claim keys, "
-        f"`claim:message:<message id>` and `claim:webhook:<X-Webhook-Id>`, value `1`, each with a 10-minute TTL "
-        f"(one sampled: `{memory.get('claim_key', '?')}`, MEMORY USAGE {memory.get('claim_bytes', 0)} bytes, "
-        f"{memory.get('claim_ttl', 0):.0f} s left); the TTL's entry in Redis's expires table and the growth of "
-        "its hash tables are in the average above, not in MEMORY USAGE. The job hash and the lease entry exist "
-        "only while the reply runs (section 11 measures them); none was left here. At a steady rate R commands/s, "
-        f"Redis holds 600 × R remembered commands: {600 * per_command * 100 / 1e6:.0f} MB at 100/s, "
+        f"**Redis memory per remembered command:** used_memory (less clients' buffers) went from "
+        f"{memory['before'] / 1e6:.2f} MB to {memory['after'] / 1e6:.2f} MB, all replies finished. The redis "
+        f"server accepted {memory['accepted']:,} commands (warm-ups included); {memory['claims_added']:,} claim keys "
+        f"were added, two for each command decided in Redis ({memory['claims_added'] // 2:,}; the others were "
+        f"decided locally when Redis missed its deadline, and left nothing in Redis): "
+        f"**{per_command:.0f} bytes per remembered command**. Keys held at the end, by kind: {kinds}. A remembered "
+        f"command is two claim keys, `claim:message:<message id>` and `claim:webhook:<X-Webhook-Id>`, value `1`, "
+        f"each with a 10-minute TTL (one sampled: `{memory.get('claim_key', '?')}`, MEMORY USAGE "
+        f"{memory.get('claim_bytes', 0)} bytes, {memory.get('claim_ttl', 0):.0f} s left); the TTL's entry in "
+        "Redis's expires table and the growth of its hash tables are in the average above, not in MEMORY USAGE. "
+        "The job hash and the lease entry exist only while the reply runs (section 11 measures them). At a steady "
+        f"R commands/s, Redis holds 600 × R remembered commands: {600 * per_command * 100 / 1e6:.0f} MB at 100/s, "
         f"{600 * per_command * 1000 / 1e6:.0f} MB at 1,000/s."
     )
     for row in rows:
