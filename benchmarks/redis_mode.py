@@ -186,6 +186,11 @@ def report(results: dict, command: str) -> Section:
     )
     section.text.append("")
     section.text.append(
+        "Why targets are missed here (the CPU of redis-py's calls; a late event loop taken for a Redis outage, "
+        "with local decisions, reconnections and jobs run again): see \"Shared state on Redis\" at the end."
+    )
+    section.text.append("")
+    section.text.append(
         f"**Redis memory per remembered command:** used_memory (less clients' buffers) went from "
         f"{memory['before'] / 1e6:.2f} MB to {memory['after'] / 1e6:.2f} MB, all replies finished. The redis "
         f"server accepted {memory['accepted']:,} commands (warm-ups included); {memory['claims_added']:,} claim keys "
