@@ -2,6 +2,7 @@
 
     python benchmarks/profile.py acks [--rate 500] [--seconds 8]      # /echo commands, open loop
     python benchmarks/profile.py streams [--commands 500] [--seconds 8]  # replies streaming at once
+    python benchmarks/profile.py acks --redis     # the same, with shared state on a redis-server
 
 slashbots runs as in benchmarks/concurrency.py (probed_serve.py). Prints the frames with
 the largest share of samples, inclusive of what they call.
@@ -10,6 +11,7 @@ the largest share of samples, inclusive of what they call.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 import threading
@@ -43,15 +45,20 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=500, help="streams: replies streaming at once")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--redis", action="store_true", help="shared state on a redis-server (SLASHBOTS_REDIS_URL)")
     args = parser.parse_args()
     if args.scenario == "acks":
         bots, command, rate, count = webhooks.bots_yaml([webhooks.echo_bot()]), "echo", args.rate, args.rate * args.seconds
     else:
         bots, command = concurrency.bots_yaml(args.commands, args.seconds), "stream"
         rate, count = concurrency.ARRIVALS_PER_S, args.commands
-    with servers.workdir() as folder, servers.standin(folder) as stream, \
-            servers.slashbots(folder, bots, stream.url,
-                              argv=[servers.PYTHON, "benchmarks/probed_serve.py"]) as slashbots:
+    with servers.workdir() as folder, contextlib.ExitStack() as stack:
+        env = {}
+        if args.redis:
+            env["SLASHBOTS_REDIS_URL"] = stack.enter_context(servers.redis_server(folder)).url
+        stream = stack.enter_context(servers.standin(folder))
+        slashbots = stack.enter_context(servers.slashbots(folder, bots, stream.url, env=env,
+                                                          argv=[servers.PYTHON, "benchmarks/probed_serve.py"]))
         raw = folder / "profile.txt"
         spy = subprocess.Popen([PY_SPY, "record", "-p", str(slashbots.pid), "-d", f"{args.seconds:.0f}", "-r", "200",
                                 "-f", "raw", "-o", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,4 +1,4 @@
-"""The processes a benchmark runs: the Stream stand-in, slashbots, the bare baseline, the load generator.
+"""The processes a benchmark runs: the Stream stand-in, slashbots, the bare baseline, the load generator, Redis.
 
 Each runs as its own OS process, as in production, so no figure includes another's CPU time
 on the same event loop. Everything listens on 127.0.0.1; every process is stopped by its pid.
@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 import httpx
+import redis
 from slashbots.testing import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,6 +117,56 @@ def bare(folder: Path) -> Iterator[Server]:
         yield Server(url, process, log)
 
 
+@dataclass
+class Redis:
+    url: str
+    process: subprocess.Popen
+    port: int
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=10)
+
+    def used_memory(self) -> int:
+        """INFO memory's used_memory less its clients' buffers (mem_clients_normal), in bytes: what
+        Redis has allocated for its data and their tables. The buffers of the instances' pooled
+        connections, which come and go with load, would otherwise swamp a per-key figure."""
+        with self.client() as client:
+            memory = client.info("memory")
+        return int(memory["used_memory"]) - int(memory["mem_clients_normal"])
+
+
+@contextlib.contextmanager
+def redis_server(folder: Path) -> Iterator[Redis]:
+    """redis-server (Debian's, 7.0) on a free loopback port, without persistence, until the block ends.
+
+    Stopped by its pid like every other process here. Without redis-server the benchmark stops
+    and says how to install it.
+    """
+    executable = shutil.which("redis-server")
+    if executable is None:
+        raise SystemExit("this benchmark needs redis-server: apt-get install -y redis-server")
+    port = free_port()
+    argv = [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(folder), "--protected-mode", "yes"]
+    with _process(argv, folder / "redis.log") as process:
+        server = Redis(f"redis://127.0.0.1:{port}/0", process, port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with server.client() as client:
+                    client.ping()
+                break
+            except redis.ConnectionError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not start:\n{(folder / 'redis.log').read_text()[-2000:]}")
+                time.sleep(0.02)
+        yield server
+
+
 def load(url: str, rate: float, duration: float, tag: str, **options: object) -> dict:
     """Run benchmarks/loadgen.py against ``url`` and return what it measured."""
     argv = [PYTHON, "benchmarks/loadgen.py", "--url", url, "--rate", str(rate), "--duration", str(duration),
@@ -145,6 +197,16 @@ def metrics(url: str) -> dict[str, float]:
     return found
 
 
+def metric_total(url: str, name: str) -> float:
+    """One metric of slashbots' /metrics, summed over its labels (0 when it has no sample yet)."""
+    total = 0.0
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        match = _SAMPLE.match(line)
+        if match and match.group(1) in (name, name + "_total"):
+            total += float(match.group(3))
+    return total
+
+
 def wait_idle(url: str, timeout: float = 60.0) -> float:
     """Wait until slashbots has no reply running; returns the seconds it took."""
     started = time.monotonic()
@@ -163,6 +225,48 @@ def replies(standin_url: str, user: str) -> tuple[dict[str, float], int]:
     for text, at in sends:
         first.setdefault(text, at)
     return first, len(sends) - len(first)
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time every process on the machine has used since boot (all cores), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(value) for value in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class Neighbours:
+    """How much CPU the machine's other work took while a benchmark ran: the machine's CPU time
+    less that of the processes the benchmark started (by pid) and its own and its children's."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.machine = machine_cpu_seconds()
+        self.ours = self._own()
+        self.pids: dict[int, float] = {}
+
+    @staticmethod
+    def _own() -> float:
+        import resource
+
+        self_, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return self_.ru_utime + self_.ru_stime + children.ru_utime + children.ru_stime
+
+    def watch(self, *pids: int) -> None:
+        """Count these processes as the benchmark's own, from now (call as soon as they start)."""
+        for pid in pids:
+            self.pids.setdefault(pid, cpu_seconds(pid))
+
+    def cores(self) -> float:
+        """Cores the rest of the machine used on average since this began. Call it while the watched
+        processes still run: one that has ended and been reaped counts through this process's
+        children's times instead (wholly, which errs towards counting less as the neighbours')."""
+        ours = self._own() - self.ours
+        for pid, before in self.pids.items():
+            try:
+                ours += cpu_seconds(pid) - before
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+        return max(machine_cpu_seconds() - self.machine - ours, 0.0) / (time.monotonic() - self.started)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -9,6 +9,8 @@ run is over (they deep-copy the stand-in's records, which is slow while it is bu
     GET /_bench/sends?user=ID              every successful SendMessage by ID: [[text, at], ...]
     GET /_bench/messages?cid=C&user=ID     ID's messages in C as stored: [{id, text, generating}]
     GET /_bench/rate_limited               429s from the rate limits, by operation: {"UpdateMessagePartial": 3}
+    GET /_bench/writes                     every message write, refused ones too:
+                                           [[operation, message id, status, generating, at, text], ...]
 
 ``at`` is when the stand-in answered, on CLOCK_MONOTONIC, which every process on the machine
 shares, so it can be set against a load generator's send times.
@@ -58,8 +60,12 @@ def bench_app(standin: FastStreamStandIn) -> ASGIApp:
     async def rate_limited(request: Request) -> JSONResponse:
         return JSONResponse(standin.rate_limited)
 
+    async def writes(request: Request) -> JSONResponse:
+        return JSONResponse({"writes": [_write(call) for call in standin.calls if call["operation"] in MESSAGE_WRITES]})
+
     counting = Starlette(routes=[Route("/_bench/sends", sends), Route("/_bench/messages", messages),
-                                 Route("/_bench/rate_limited", rate_limited)])
+                                 Route("/_bench/rate_limited", rate_limited),
+                                 Route("/_bench/writes", writes)])
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         # A prefix test rather than a router in front: the stand-in's own calls pay nothing for these routes.
@@ -67,6 +73,22 @@ def bench_app(standin: FastStreamStandIn) -> ASGIApp:
         await target(scope, receive, send)
 
     return app
+
+
+MESSAGE_WRITES = {"SendMessage", "UpdateMessage", "UpdateMessagePartial"}
+
+
+def _write(call: dict) -> list:
+    """One recorded message write as [operation, message id, status, generating, at, text]."""
+    body = call["json"] if isinstance(call["json"], dict) else {}
+    if call["operation"] == "SendMessage":
+        fields = body.get("message") or {}
+        message_id = fields.get("id")
+    else:
+        fields = body.get("set") or body.get("message") or {}
+        message_id = call["path"].rstrip("/").rsplit("/", 1)[-1]
+    return [call["operation"], message_id, call["status"], bool(fields.get("generating")), call["at"],
+            fields.get("text")]
 
 
 async def keep_store_out_of_the_collector() -> None:

@@ -57,7 +57,9 @@ class Lease:
         return not self.durable or await self.keeper.may_write(self.job_id)
 
     async def posted(self, count: int) -> None:
-        if self.durable:
+        # Only continuations need recording: a rerun removes the messages past its own last one,
+        # and every run has a first message. Most replies are one message, so most make no call.
+        if self.durable and count > 1:
             await self.keeper.shared.note_messages(self.job_id, count)
 
 

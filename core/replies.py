@@ -143,7 +143,9 @@ class Replies:
 
     def _lost(self, job_ids: set[str]) -> None:
         for task, job in list(self.running.items()):
-            if job.lease.job_id in job_ids:
+            # Not held any more: its final text landed while the renewal was on its way, and the
+            # job it no longer finds is the one this instance has just finished (see _close).
+            if job.lease.job_id in job_ids and job.lease.job_id in self.leases.held:
                 log.warning("reply to %s is no longer ours (another instance took it over, or it was stopped); "
                             "stopping here without another write", job.lease.job_id)
                 self._stop_quietly(task, job, "lease_lost")
@@ -311,6 +313,7 @@ class Replies:
         if relay.unfinished and self.metrics is not None:
             self.metrics.replies_left_generating.inc(len(relay.unfinished))
         if job.lease.durable:
+            self.leases.drop(job.lease.job_id)  # nothing more to write: a renewal need not find it any more
             await self.shared.finish(job.lease.job_id)
         return True
 
