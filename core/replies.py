@@ -89,6 +89,7 @@ class Replies:
         # the jobs' leases, which make replies durable when the state is shared.
         self.shared = shared or LocalState(writes_per_second=15.0)
         self.leases = LeaseKeeper(self.shared, lease_seconds)
+        self.shared.on_late_job = self.adopt
         self.rebuild = rebuild  # a stored job's payload -> its request again (webhook.rebuild_request)
         self.accepting = True
         # Stream's default; channel types that set less are filled in by the start-up sync.
@@ -135,6 +136,16 @@ class Replies:
         if not self.shared.durable:
             return
         await self.leases.keep(self._lost, self._resume, self._room)
+
+    def adopt(self, job_id: str) -> None:
+        """An ack that decided alone (Redis answered after its deadline) recorded the job here after all:
+        hold its lease, so that no other instance claims it and runs it a second time."""
+        for job in self.running.values():
+            if job.lease.job_id == job_id and job.quiet is None:
+                job.lease.durable = True
+                self.leases.hold(job_id)
+                return
+        self._chore(self.shared.finish(job_id))  # answered already: only the record is left
 
     def _room(self) -> int:
         if not self.accepting or self.lag.seconds > self.max_lag:

@@ -12,8 +12,10 @@ import pytest
 
 from slashbots.metrics import Metrics
 from slashbots.ratelimit import Rate
+from slashbots.shared import Job
 from slashbots.shared.local import LocalState
 from slashbots.shared.redis_state import RedisState, redacted
+from slashbots.testing import wait_for
 
 FIVE_A_MINUTE = [("echo:user:alice", Rate.parse("5/minute"))]
 
@@ -130,3 +132,43 @@ async def test_one_instance_syncs_while_the_others_wait(redis_server) -> None:
 def test_the_redis_url_never_shows_its_password() -> None:
     assert redacted("redis://:s3cret@redis.internal:6380/2") == "redis://redis.internal:6380/2"
     assert "s3cret" not in redacted("rediss://user:s3cret@redis.internal/0")
+
+
+async def test_a_late_event_loop_is_not_taken_for_a_redis_outage(redis_server) -> None:
+    async with instances(redis_server.url, count=1, timeout=0.05) as (state,):
+        await state.admit(["message:warm"], [])
+        for n in range(4):  # more than the breaker's threshold
+            admitting = asyncio.create_task(state.admit([f"message:{n}"], []))
+            await asyncio.sleep(0)  # the admit has started its deadline ...
+            time.sleep(0.2)  # ... and this loop stalls past it, as a loaded one does
+            assert (await admitting).outcome == "accepted"  # decided here, in time for the ack
+        # No outage: the breaker counted nothing, and Redis got every claim (late) all the same.
+        assert state.breaker.failures == 0 and state.metrics.redis_up._value.get() == 1
+        client = redis_server.client()
+        await wait_for(lambda: all(client.exists(f"slashbots:test-app:claim:message:{n}") for n in range(4)),
+                       what="the late calls to land")
+        assert not state._pending
+
+
+async def test_an_admit_that_misses_its_deadline_still_holds_the_job_it_recorded(redis_server) -> None:
+    adopted: list[str] = []
+    async with instances(redis_server.url, count=1, timeout=0.000001) as (state,):
+        state.on_late_job = adopted.append
+        admission = await state.admit(["message:late"], [], job=Job("echo:late", "{}"))
+        assert not admission.shared  # decided here, in time for the ack ...
+        await wait_for(lambda: adopted, what="Redis's late answer")
+        assert adopted == ["echo:late"]  # ... and Redis's late answer says the job is recorded as ours
+        owner = redis_server.client().hget("slashbots:test-app:job:echo:late", "owner")
+    assert owner.decode() == state.owner
+
+
+async def test_finished_jobs_are_forgotten_in_the_next_batch(redis_server) -> None:
+    async with instances(redis_server.url, count=1) as (state,):
+        for n in range(3):
+            await state.admit([f"message:{n}"], [], job=Job(f"echo:{n}", "{}"))
+            await state.finish(f"echo:{n}")
+        assert redis_server.client().zcard("slashbots:test-app:leases") == 3  # not yet: batched
+        await state.flush()
+    client = redis_server.client()
+    assert client.zcard("slashbots:test-app:leases") == 0
+    assert not client.keys("slashbots:test-app:job:*")

@@ -13,7 +13,7 @@ reply whose instance dies is claimed and run again by another (slashbots/leases.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Collection, Literal, Protocol, Sequence
+from typing import Callable, Collection, Literal, Protocol, Sequence
 
 from slashbots.budgets import Reservation, Settlement
 from slashbots.ratelimit import Rate
@@ -57,6 +57,9 @@ class Admission:
 class SharedState(Protocol):
     durable: bool  # replies survive this instance (leases below); False: they live and die with it
     owner: str  # this instance, as the owner of leases
+    # Called with a job's id when an admit that missed its deadline (decided locally meanwhile)
+    # turns out to have recorded the job in Redis as this instance's after all.
+    on_late_job: Callable[[str], None] | None
 
     async def admit(self, claims: Sequence[str], limits: Sequence[tuple[str, Rate]], *, take: bool = True,
                     job: Job | None = None, reservation: Reservation | None = None) -> Admission:

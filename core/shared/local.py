@@ -17,6 +17,7 @@ class LocalState:
 
     durable = False
     owner = "this process"
+    on_late_job = None  # every decision here is on time
 
     def __init__(self, writes_per_second: float, clock: Callable[[], float] = time.time) -> None:
         self.claims = RecentKeys(ttl=CLAIM_TTL)

@@ -14,6 +14,7 @@ and once when it ends.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
@@ -37,7 +38,7 @@ from slashbots.usage import KEPT_DAYS
 log = logging.getLogger("slashbots.redis")
 
 T = TypeVar("T")
-URGENT_FLUSH_EVERY = 0.1  # seconds: first and final texts are counted in batches, not one round trip each
+URGENT_FLUSH_EVERY = 0.1  # seconds: first and final texts, and finished jobs, go in batches, not one round trip each
 BACKGROUND_TIMEOUT = 0.5  # seconds for Redis calls off the ack path
 USAGE_TTL = (KEPT_DAYS + 1) * 86400.0  # seconds a day's usage counters are kept (the day itself, and KEPT_DAYS after)
 
@@ -114,16 +115,24 @@ class RedisState:
         self._interval_ms = max(round(1000 / writes_per_second), 1)
         self._burst_ms = round(self.local.pacer.burst * 1000)
         self._urgent = 0  # urgent update slots taken since the last flush
+        self._finished: list[str] = []  # jobs finished since the last flush
         self._flusher: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Future[Any]] = set()  # calls past their deadline, still running
+        # Told when an admit that missed its deadline turns out to have recorded a job as this
+        # instance's (the app points it at Replies.adopt).
+        self.on_late_job: Callable[[str], None] | None = None
         if metrics is not None:
             metrics.redis_up.set(1)
 
     async def start(self) -> None:
-        self._flusher = asyncio.create_task(self._flush_urgent(), name="redis urgent writes")
+        self._flusher = asyncio.create_task(self._flush(), name="redis flush")
 
     async def close(self) -> None:
         if self._flusher is not None:
             self._flusher.cancel()
+        await self.flush()  # the last finished jobs and slots, if Redis will take them
+        for running in list(self._pending):
+            running.cancel()
         await self.client.aclose()
 
     # -- decisions ------------------------------------------------------------------------------
@@ -145,9 +154,15 @@ class RedisState:
         if job is not None:
             keys += [self._job_key(job.id), self._leases]
             args += [job.id, job.payload, self.owner, self.lease_ms, round(JOB_TTL * 1000)]
+        def answered_late(answer: Any) -> None:
+            # Decided here meanwhile. Redis recorded the job as this instance's: take its lease, so
+            # it is renewed here rather than claimed and run a second time by another instance.
+            if job is not None and answer[0] in (b"accepted", "accepted") and self.on_late_job is not None:
+                self.on_late_job(job.id)
+
         try:
             outcome, wait_ms, *spent = await self._call("admit", lambda: self._admit(keys=keys, args=args),
-                                                        self.timeout)
+                                                        self.timeout, late=answered_late)
         except Unavailable:
             decided = self.local.admit_now(claims, limits, take=take, reservation=reservation)
             return Admission(decided.outcome, decided.wait, shared=False, spent=decided.spent, held=decided.held)
@@ -180,21 +195,38 @@ class RedisState:
             return self.local.pacer.reserve()
         return int(wait_ms) / 1000
 
-    def _reserve(self, *, urgent: bool, count: int) -> Awaitable[Any]:
+    def _reserve(self, *, urgent: bool, count: int, client: Any = None) -> Awaitable[Any]:
         return self._write_slot(keys=[self.prefix + "stream-updates"],
                                 args=[self._interval_ms, self._burst_ms, 1 if urgent else 0, count,
-                                      round(MAX_BACKLOG * 1000)])
+                                      round(MAX_BACKLOG * 1000)], client=client)
 
-    async def _flush_urgent(self) -> None:
+    async def _flush(self) -> None:
+        """Every URGENT_FLUSH_EVERY: urgent update slots and finished jobs, in one pipelined round trip."""
         while True:
             await asyncio.sleep(URGENT_FLUSH_EVERY)
-            count, self._urgent = self._urgent, 0
-            if not count:
-                continue
-            try:
-                await self._call("write_slot", lambda: self._reserve(urgent=True, count=count), BACKGROUND_TIMEOUT)
-            except Unavailable:
+            await self.flush()
+
+    async def flush(self) -> None:
+        count, self._urgent = self._urgent, 0
+        finished, self._finished = self._finished, []
+        if not (count or finished):
+            return
+
+        async def send() -> Any:
+            async with self.client.pipeline(transaction=False) as pipe:
+                if count:
+                    await self._reserve(urgent=True, count=count, client=pipe)  # queued, not sent
+                for job_id in finished:
+                    await self._finish(keys=[self._job_key(job_id), self._leases], args=[self.owner, job_id],
+                                       client=pipe)
+                return await pipe.execute()
+
+        try:
+            await self._call("flush", send, BACKGROUND_TIMEOUT)
+        except Unavailable:
+            if count:
                 self.local.pacer.reserve(urgent=True, count=count)
+            # Finished jobs stay leased; their leases lapse, and whoever claims one finds it final.
 
     # -- reply jobs and their leases -----------------------------------------------------------------
 
@@ -245,11 +277,10 @@ class RedisState:
             pass  # a rerun may then leave a continuation message behind; the answer itself is whole
 
     async def finish(self, job_id: str) -> None:
-        try:
-            await self._call("finish", lambda: self._finish(keys=[self._job_key(job_id), self._leases],
-                                                            args=[self.owner, job_id]), BACKGROUND_TIMEOUT)
-        except Unavailable:
-            pass  # left leased: once the lease lapses another instance finds it done (see replies.py)
+        # Batched: the next flush (within URGENT_FLUSH_EVERY) finishes it, with others, in one round trip.
+        # Should this instance die first, the job's lease lapses and whoever claims it finds the
+        # answer already final (replies.py) and only finishes it.
+        self._finished.append(job_id)
 
     async def release(self, job_ids: Collection[str]) -> None:
         if not job_ids:
@@ -289,32 +320,69 @@ class RedisState:
 
     # -- every call -----------------------------------------------------------------------------
 
-    async def _call(self, operation: str, call: Callable[[], Awaitable[T]], deadline: float) -> T:
-        """One Redis call within ``deadline`` seconds, or Unavailable (counted, and logged once per outage)."""
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]], deadline: float,
+                    late: Callable[[T], None] | None = None) -> T:
+        """One Redis call within ``deadline`` seconds, or Unavailable (counted, and logged once per outage).
+
+        A call that misses its deadline is not cancelled: cancelling drops its connection, and
+        under load that meant hundreds of new connections. It runs on, and ``late`` gets its
+        answer if one comes. A miss counts against Redis only when this event loop was on time:
+        a loop running late misses deadlines whatever Redis does, and that is no outage.
+        """
         if not self.breaker.allows:
             self._count_local(operation)
             raise Unavailable
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        running = asyncio.ensure_future(call())
         try:
-            async with asyncio.timeout(deadline):
-                result = await call()
-        except (RedisError, OSError, TimeoutError) as exc:
-            if self.metrics is not None:
-                self.metrics.redis_failures.labels(operation).inc()
-            if self.breaker.failed():
-                if self.metrics is not None:
-                    self.metrics.redis_up.set(0)
-                reason = "no answer within the deadline" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
-                log.warning("Redis at %s is unreachable (%s): each instance decides alone until it is back, so a "
-                            "command delivered to two instances may be answered twice and limits count per instance",
-                            self.where, reason)
+            await asyncio.wait_for(asyncio.shield(running), deadline)
+        except TimeoutError:
+            if running.done() and not running.cancelled() and running.exception() is None:
+                # The answer came in the same turn of a late loop as the deadline: it was in time.
+                self._succeeded()
+                return running.result()
+            overdue = loop.time() - started - deadline
+            if overdue < deadline:  # the deadline's own timer came on time: Redis is the slow one
+                self._failed(operation, "no answer within the deadline")
+            self._count_local(operation)
+            self._pending.add(running)
+            running.add_done_callback(functools.partial(self._answered_late, operation, late))
+            raise Unavailable from None
+        except (RedisError, OSError) as exc:
+            self._failed(operation, f"{type(exc).__name__}: {exc}")
             self._count_local(operation)
             raise Unavailable from None
+        self._succeeded()
+        return running.result()
+
+    def _answered_late(self, operation: str, late: Callable[[Any], None] | None, running: asyncio.Future[Any]) -> None:
+        self._pending.discard(running)
+        if running.cancelled():
+            return
+        if running.exception() is not None:
+            self._failed(operation, f"{type(running.exception()).__name__}: {running.exception()}")
+            return
+        self._succeeded()
+        if late is not None:
+            late(running.result())
+
+    def _failed(self, operation: str, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.redis_failures.labels(operation).inc()
+        if self.breaker.failed():
+            if self.metrics is not None:
+                self.metrics.redis_up.set(0)
+            log.warning("Redis at %s is unreachable (%s): each instance decides alone until it is back, so a "
+                        "command delivered to two instances may be answered twice and limits count per instance",
+                        self.where, reason)
+
+    def _succeeded(self) -> None:
         down = self.breaker.succeeded()
         if down is not None:
             if self.metrics is not None:
                 self.metrics.redis_up.set(1)
             log.warning("Redis at %s is back after %.1fs: state is shared again", self.where, down)
-        return result
 
     def _count_local(self, operation: str) -> None:
         if self.metrics is not None:
