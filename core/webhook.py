@@ -84,7 +84,6 @@ class WebhookEndpoint:
             body = await signed_body(headers, receive, api_key=self.api_key, api_secret=self.api_secret)
         except Rejected as rejected:
             return _refuse(rejected.status, rejected.reason), "", rejected.outcome
-
         try:
             payload = json.loads(body)
         except (UnicodeDecodeError, RecursionError, ValueError):
