@@ -14,7 +14,7 @@ from slashbots.config import Config, ConfigError, load_config
 from slashbots.plugin_manager import PluginError, build_providers, close_providers, plugin_manager, providers
 from slashbots.proxies import UnsupportedProxy
 from slashbots.stream import StreamError, StreamGateway, describe_error
-from slashbots.sync import SyncPlan, SyncRefused, handler_url_for, sync_bots
+from slashbots.sync import SyncPlan, SyncRefused, events_url_for, handler_url_for, sync_bots
 from slashbots.tools import bot_tools, tools
 
 if TYPE_CHECKING:
@@ -34,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate bots.yaml and plugins, and list the bots")
     _common_options(check)
 
-    sync = commands.add_parser("sync", help="make Stream's commands, channel types and handler URL match bots.yaml")
+    sync = commands.add_parser("sync", help="make Stream's commands, channel types, handler URL and event hook "
+                                            "match bots.yaml")
     _common_options(sync)
     sync.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
     sync.add_argument("--prune", action="store_true",
@@ -91,10 +92,12 @@ def _sync(args: argparse.Namespace) -> int:
     if not config.stream.configured:
         print("error: set STREAM_API_KEY and STREAM_API_SECRET to sync with Stream", file=sys.stderr)
         return 2
-    handler_url = handler_url_for(config, os.environ.get("SLASHBOTS_PUBLIC_URL"))
+    public_url = os.environ.get("SLASHBOTS_PUBLIC_URL")
+    handler_url = handler_url_for(config, public_url)
 
     try:
-        plan = asyncio.run(_sync_once(config, handler_url, dry_run=args.dry_run, prune=args.prune))
+        plan = asyncio.run(_sync_once(config, handler_url, events_url_for(config, public_url), dry_run=args.dry_run,
+                                      prune=args.prune))
     except StreamError as exc:
         print(f"error: {describe_error(exc)}", file=sys.stderr)
         return 1
@@ -184,10 +187,11 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _sync_once(config: Config, handler_url: str | None, *, dry_run: bool, prune: bool) -> SyncPlan:
+async def _sync_once(config: Config, handler_url: str | None, events_url: str | None, *, dry_run: bool,
+                     prune: bool) -> SyncPlan:
     gateway = StreamGateway(config.stream.api_key, config.stream.api_secret)
     try:
-        return await sync_bots(gateway, config, handler_url, dry_run=dry_run, prune=prune)
+        return await sync_bots(gateway, config, handler_url, dry_run=dry_run, prune=prune, events_url=events_url)
     finally:
         await gateway.close()
 
