@@ -53,6 +53,8 @@ class ChatMessage:
     command: str | None = None
     args: str = ""
     created_at: str = ""
+    mentioned_users: tuple[str, ...] = ()  # the ids of the users it @mentions
+    answer_to: str | None = None  # on a bot's answer: the id of the message it answers
 
 
 async def _no_history(limit: int) -> list[ChatMessage]:

@@ -55,6 +55,7 @@ class Relay:
         bot_id: str,
         *,
         parent_id: str | None = None,
+        answer_to: str | None = None,
         streaming: bool = True,
         interval: float = 0.25,
         max_length: int = 5000,
@@ -67,6 +68,7 @@ class Relay:
         self.cid = cid
         self.bot_id = bot_id
         self.parent_id = parent_id
+        self.answer_to = answer_to  # the message this answers, kept on each message (conversation memory pairs them)
         self.streaming = streaming
         self.interval = interval
         self.max_length = max_length
@@ -294,6 +296,8 @@ class Relay:
         fields: dict[str, Any] = {"id": message_id, "text": text, "ai_generated": True, "generating": generating}
         if self.parent_id:
             fields["parent_id"] = self.parent_id
+        if self.answer_to:
+            fields["answer_to"] = self.answer_to
         await self._check_owner()
         retry = index in self._sent
         self._sent.add(index)

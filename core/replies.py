@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine, Mapping
 from slashbots import logs
 from slashbots.capacity import LoopLag
 from slashbots.metrics import Metrics
-from slashbots.provider import ChatMessage, CommandRequest, Provider, ProviderError, Refusal, ToolUse
+from slashbots.history import history_reader
+from slashbots.provider import CommandRequest, Provider, ProviderError, Refusal, ToolUse
 from slashbots.leases import Lease, LeaseKeeper, reply_message_id
 from slashbots.relay import NotOurs, Relay
 from slashbots.shared import Orphan, SharedState
@@ -45,7 +46,6 @@ SHUTDOWN_NOTE = "The server shut down before the answer was finished. Please ask
 MAX_ATTEMPTS = 3  # runs of one reply before it is ended with TOO_MANY_ATTEMPTS instead of run again
 TOO_MANY_ATTEMPTS = "The answer was interrupted several times (its server kept stopping). Please ask again."
 QUIET_OUTCOMES = frozenset({"handed_back", "lease_lost", "duplicate"})  # ended here without a word, on purpose
-OWN_MESSAGES = 8  # a reply's messages left out of its own history (more would be over 40,000 characters)
 
 
 def job_id(request: CommandRequest) -> str:
@@ -122,7 +122,7 @@ class Replies:
         ``durable``: its job was recorded in Redis, leased to this instance; ``attempt`` > 1 runs
         again a job claimed from another instance, whose earlier runs posted ``earlier_messages``.
         """
-        request = dataclasses.replace(request, _history=self._history_reader(request),
+        request = dataclasses.replace(request, _history=history_reader(self.gateway, request),
                                       tools=self.tools.get(request.bot.command, ()))
         lease = Lease(self.leases, job_id(request), durable=durable, attempt=attempt, earlier_messages=earlier_messages)
         if durable:
@@ -295,6 +295,7 @@ class Replies:
             request.cid,
             bot.identity.id,
             parent_id=request.parent_id,
+            answer_to=request.message_id,
             streaming=bot.streaming,
             interval=bot.update_interval_ms / 1000,
             max_length=self.max_message_length.get(request.channel_type, DEFAULT_MAX_MESSAGE_LENGTH),
@@ -410,16 +411,6 @@ class Replies:
         # The words come from plugins (the default is plugins/default_error_reply.py); this is
         # for when they fail or a deployment has unregistered them all.
         return str(text) if text else LAST_RESORT_APOLOGY.format(name=request.bot.identity.name)
-
-    def _history_reader(self, request: CommandRequest) -> Any:
-        async def history(limit: int) -> list[ChatMessage]:
-            # The reply's own messages are left out: a rerun finds its earlier run's text there.
-            own = {request.message_id, *(reply_message_id(job_id(request), index) for index in range(OWN_MESSAGES))}
-            messages = await self.gateway.history(request.cid, request.parent_id, limit + 1 + OWN_MESSAGES)
-            kept = [message for message in messages if message.id not in own and message.text.strip()]
-            return kept[-limit:]
-
-        return history
 
 
 def _after(text: str, addition: str) -> str:

@@ -18,8 +18,9 @@ import logging
 from typing import Sequence
 
 from slashbots.config import Bot
+from slashbots.history import OWN_MESSAGES
 from slashbots.leases import reply_message_id
-from slashbots.replies import OWN_MESSAGES, Replies
+from slashbots.replies import Replies
 from slashbots.shared import SharedState
 
 log = logging.getLogger("slashbots.stops")

@@ -271,10 +271,11 @@ class StreamGateway:
                 self.client.channel(channel_type, channel_id).query(messages={"limit": limit}, watch=False, presence=False),
             )
             messages = state.get("messages", [])
-        return [_chat_message(message) for message in messages[-limit:] if message.get("type") != "deleted"]
+        return [chat_message(message) for message in messages[-limit:] if message.get("type") != "deleted"]
 
 
-def _chat_message(message: dict[str, Any]) -> ChatMessage:
+def chat_message(message: dict[str, Any]) -> ChatMessage:
+    """A message as Stream stores it, as a provider sees it."""
     return ChatMessage(
         id=message.get("id", ""),
         user_id=(message.get("user") or {}).get("id", ""),
@@ -282,6 +283,9 @@ def _chat_message(message: dict[str, Any]) -> ChatMessage:
         command=message.get("command") or None,
         args=message.get("args") or "",
         created_at=message.get("created_at") or "",
+        mentioned_users=tuple(user["id"] if isinstance(user, dict) else user
+                              for user in message.get("mentioned_users") or ()),
+        answer_to=message.get("answer_to") or None,
     )
 
 
