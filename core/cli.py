@@ -1,4 +1,4 @@
-"""slashbots serve | check | sync | plugins"""
+"""slashbots serve | check | sync | join | plugins"""
 
 from __future__ import annotations
 
@@ -41,12 +41,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     sync.add_argument("--prune", action="store_true",
                       help="also remove our commands (set 'slashbots') that bots.yaml no longer has")
 
+    join = commands.add_parser("join", help="make a bot's user a member of channels, so Stream's composer "
+                                            "suggests it for @mentions")
+    _common_options(join)
+    join.add_argument("bot_command", metavar="COMMAND", help="the bot, by its command (gpt)")
+    join.add_argument("cids", metavar="CID", nargs="+", help="channels, as type:id (messaging:general)")
+
     listing = commands.add_parser("plugins", help="list loaded plugins, their hooks, providers and tools")
     _common_options(listing)
 
     args = parser.parse_args(argv)
     logs.configure(args.log_format)
-    handler = {"serve": _serve, "check": _check, "sync": _sync, "plugins": _plugins}[args.command]
+    handler = {"serve": _serve, "check": _check, "sync": _sync, "join": _join, "plugins": _plugins}[args.command]
     try:
         return handler(args)
     except (ConfigError, PluginError) as exc:
@@ -111,6 +117,45 @@ def _sync(args: argparse.Namespace) -> int:
     for line in plan.describe():
         print(f"  {line}")
     return 0
+
+
+def _join(args: argparse.Namespace) -> int:
+    from slashbots.membership import join
+
+    config = _load(args)
+    bot = config.bot(args.bot_command.removeprefix("/"))
+    if bot is None:
+        known = ", ".join(b.command for b in config.bots)
+        print(f"error: {config.source} has no bot with the command {args.bot_command!r} (it has: {known})", file=sys.stderr)
+        return 2
+    bad = [cid for cid in args.cids if cid.count(":") != 1 or not all(cid.split(":"))]
+    if bad:
+        print(f"error: channels are given as type:id, such as messaging:general; not {', '.join(bad)}", file=sys.stderr)
+        return 2
+    if not config.stream.configured:
+        print("error: set STREAM_API_KEY and STREAM_API_SECRET to change channels in Stream", file=sys.stderr)
+        return 2
+
+    async def run() -> dict[str, Any]:
+        gateway = StreamGateway(config.stream.api_key, config.stream.api_secret)
+        try:
+            return await join(gateway, bot, list(dict.fromkeys(args.cids)))
+        finally:
+            await gateway.close()
+
+    try:
+        results = asyncio.run(run())
+    except StreamError as exc:
+        print(f"error: {describe_error(exc)}", file=sys.stderr)
+        return 1
+    for cid, problem in results.items():
+        if problem is None:
+            print(f"{bot.identity.name} ({bot.identity.id}) is a member of {cid}")
+        else:
+            print(f"error: {cid}: {problem}", file=sys.stderr)
+    if not bot.mentions:
+        print(f"note: /{bot.command} has mentions: false in {config.source}, so it does not answer @mentions yet")
+    return 1 if any(results.values()) else 0
 
 
 def _plugins(args: argparse.Namespace) -> int:
