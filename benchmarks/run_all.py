@@ -1,4 +1,4 @@
-"""Run every benchmark, in one go, and write BENCHMARKS.md (about 9 minutes on 2 cores).
+"""Run every benchmark, in one go, and write BENCHMARKS.md (about 10 minutes on 2 cores).
 
     python benchmarks/run_all.py [--output BENCHMARKS.md] [--only sustained overload ...]
 
@@ -19,7 +19,7 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import concurrency, growth, http_clients, machine, overload, sse, streaming, sustained  # noqa: E402
+from benchmarks import concurrency, events, growth, http_clients, machine, overload, sse, streaming, sustained  # noqa: E402
 from benchmarks.report import Section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,9 +63,15 @@ def _http_clients() -> Section:
     return h.report(h.run(), command)
 
 
+def _events() -> Section:
+    command = (f"python benchmarks/events.py --event-rate {events.EVENT_RATE:g} --command-rate {events.COMMAND_RATE:g} "
+               f"--duration {events.DURATION:g}")
+    return events.report(events.run(events.EVENT_RATE, events.COMMAND_RATE, events.DURATION), events.DURATION, command)
+
+
 BENCHMARKS: dict[str, Callable[[], Section]] = {
     "sustained": _sustained, "overload": _overload, "streaming": _streaming,
-    "concurrency": _concurrency, "sse": _sse, "growth": _growth, "http_clients": _http_clients,
+    "concurrency": _concurrency, "sse": _sse, "growth": _growth, "http_clients": _http_clients, "events": _events,
 }
 
 

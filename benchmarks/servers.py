@@ -120,7 +120,8 @@ def load(url: str, rate: float, duration: float, tag: str, **options: object) ->
     argv = [PYTHON, "benchmarks/loadgen.py", "--url", url, "--rate", str(rate), "--duration", str(duration),
             "--tag", tag]
     for key, value in options.items():
-        argv += [f"--{key.replace('_', '-')}", str(value)]
+        flag = f"--{key.replace('_', '-')}"
+        argv += [flag] if value is True else [flag, str(value)]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, check=True)
     return json.loads(done.stdout)
 
@@ -142,6 +143,18 @@ def metrics(url: str) -> dict[str, float]:
                 found[outcome.group(1)] = found.get(outcome.group(1), 0) + float(value)
         elif name == "slashbots_replies_in_flight":
             found["in_flight"] = float(value)
+    return found
+
+
+def event_outcomes(url: str) -> dict[str, float]:
+    """slashbots' /metrics slashbots_events_total, summed by outcome."""
+    found: dict[str, float] = {}
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        match = _SAMPLE.match(line)
+        if match and match.group(1) == "slashbots_events_total":
+            outcome = re.search(r'outcome="([^"]*)"', match.group(2) or "")
+            if outcome:
+                found[outcome.group(1)] = found.get(outcome.group(1), 0) + float(match.group(3))
     return found
 
 
