@@ -84,10 +84,13 @@ def _check(args: argparse.Namespace) -> int:
               f"channel types {', '.join(bot.channel_types)}")
         if bot.tools:
             print(f"      tools {', '.join(bot.tools)}")
-        answers = [what for what, on in (("@mentions", bot.mentions), ("follow-ups in its threads", bot.threads),
-                                         ("the stop button", bot.stop)) if on]
-        if answers:
-            print(f"      also answers {', '.join(answers)} (event webhook)")
+        answers = " and ".join(what for what, on in (("@mentions", bot.mentions), ("follow-ups in its threads", bot.threads))
+                               if on)
+        events = [f"answers {answers}"] if answers else []
+        if bot.stop:
+            events.append("honours the stop button")
+        if events:
+            print(f"      through the event webhook: {'; '.join(events)}")
     if not config.stream.configured:
         print("note: no Stream API key and secret are set (STREAM_API_KEY, STREAM_API_SECRET)")
     return 0
