@@ -393,8 +393,9 @@ class Relay:
 
     async def _send_events(self) -> None:
         while (event := await self._events.get()) is not None:
-            # A halted reply's indicator is ours to clear, whatever the lease says now.
-            if not self.halted and not await self.ownership.may_write():
+            # A halted reply's indicator is ours to clear, whatever the lease says now (and a stop
+            # that the check itself finds halts the reply before the check answers).
+            if not self.halted and not await self.ownership.may_write() and not self.halted:
                 return  # another instance's reply now: its indicator is not ours to change
             try:
                 await self.gateway.send_event(self.cid, self.bot_id, event)

@@ -345,3 +345,17 @@ async def test_the_events_route_answers_json(start) -> None:
     bots = start(bot("ask"))
     response = await post_event(bots, {"type": "health.check"})
     assert response.headers["content-type"] == "application/json" and json.loads(response.content) == {}
+
+
+def test_a_stored_conversation_job_rebuilds_the_request_its_ack_built() -> None:
+    from slashbots.config import parse_config
+    from slashbots.conversation_requests import conversation_request, job_payload, rebuild_request
+
+    config = parse_config("stream: {api_key: k, api_secret: s}\nbots:\n" + bot("ask"), "bots.yaml", {})
+    bots = {b.command: b for b in config.bots}
+    event = message_new("@Ask bot hi there", mentioned=("ask-bot",), parent_id="p-1")
+    asked = conversation_request(bots["ask"], "mention", event["message"], event["user"], "wh-123456789abcdef")
+    again = rebuild_request(bots, job_payload(asked, event["user"]))
+    assert again == asked and (again.trigger, again.args, again.parent_id, again.request_id) == (
+        "mention", "hi there", "p-1", "wh-123456789")
+    assert rebuild_request({}, job_payload(asked, event["user"])) is None  # its bot is gone from bots.yaml
