@@ -100,7 +100,7 @@ class Replies:
         # the jobs' leases, which make replies durable when the state is shared.
         self.shared = shared or LocalState(writes_per_second=15.0)
         self.leases = LeaseKeeper(self.shared, lease_seconds)
-        self.rebuild = rebuild  # a stored job's payload -> its request again (webhook.rebuild_request)
+        self.rebuild = rebuild  # a stored job's payload -> its request again (conversation_requests.rebuild_request)
         self.threads = threads  # where the threads bots with `threads` answered in are remembered
         self.shared.on_stop(self._stopped_elsewhere)
         self.accepting = True
@@ -210,7 +210,7 @@ class Replies:
 
     def _halt(self, task: asyncio.Task[None], job: Job) -> bool:
         if job.stopped or job.quiet is not None or not job.answering:
-            return False  # already stopping, or past the point where a stop changes anything
+            return False  # already stopping, stopping quietly (handed over), or nothing on screen yet to stop
         if job.relay is not None and not job.relay.halt():
             return False  # its final text is being written
         job.stopped = True
