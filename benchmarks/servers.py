@@ -146,6 +146,15 @@ def metrics(url: str) -> dict[str, float]:
     return found
 
 
+def remove_event_hooks(standin_url: str) -> None:
+    """Empty the stand-in app's event hooks: from then on the load generator alone plays Stream's event webhook."""
+    from stream_chat import StreamChat
+
+    from benchmarks.webhooks import KEY, SECRET
+
+    StreamChat(KEY, SECRET, base_url=standin_url).update_app_settings(event_hooks=[])
+
+
 def event_outcomes(url: str) -> dict[str, float]:
     """slashbots' /metrics slashbots_events_total, summed by outcome."""
     found: dict[str, float] = {}

@@ -35,7 +35,8 @@ HUMAN_THREADS = 50  # threads people talk in; a reply names one of them
 
 def chatter(index: int, tag: str, *, cid: str = CID) -> bytes:
     """Message ``index`` of ordinary chatter as Stream's message.new event: mostly people talking in the
-    channel, one in ten a reply in one of their threads, one in twenty a bot's message."""
+    channel, one in ten a reply in one of their threads, one in forty our echo bot's own message (Stream
+    sends those back too), one in forty another AI bot's."""
     channel_type, _, channel_id = cid.partition(":")
     user = {"id": f"user-{index % 7}", "name": f"User {index % 7}", "role": "user", "online": True,
             "created_at": "2026-01-02T10:00:00Z", "updated_at": "2026-11-26T12:00:00Z", "banned": False,
@@ -45,7 +46,10 @@ def chatter(index: int, tag: str, *, cid: str = CID) -> bytes:
                "cid": cid, "attachments": [], "mentioned_users": [], "latest_reactions": [], "own_reactions": [],
                "reaction_counts": {}, "reaction_scores": {}, "reply_count": 0, "silent": False, "pinned": False,
                "shadowed": False, "created_at": "2026-11-26T12:56:59.854Z", "updated_at": "2026-11-26T12:56:59.854Z"}
-    if index % 20 == 19:
+    if index % 40 == 39:
+        user = {"id": "echo-bot", "name": "echo bot"}
+        message["ai_generated"] = True
+    elif index % 40 == 19:
         user = {"id": "other-ai-bot", "name": "Another AI"}
         message["ai_generated"] = True
     elif index % 10 == 9:
