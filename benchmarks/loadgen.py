@@ -11,6 +11,10 @@ request than an HTTP client library) and signs every body before the clock start
 one JSON object: per-request latencies, outcomes, and how late it was itself in sending.
 
     python benchmarks/loadgen.py --url http://127.0.0.1:8000 --rate 300 --duration 20 --tag r300
+    python benchmarks/loadgen.py --url http://127.0.0.1:8000 --rate 2000 --duration 5 --tag c1 --events
+
+``--events`` posts ordinary chatter (message.new, as Stream's event webhook sends it) to /events
+instead of commands to /webhook.
 """
 
 from __future__ import annotations
@@ -115,20 +119,22 @@ def outcome(status: int, body: bytes) -> str:
 
 
 async def run(url: str, rate: float, duration: float, tag: str, command: str, max_connections: int,
-              warmup: int) -> dict:
+              warmup: int, events: bool = False) -> dict:
     parsed = urlparse(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
     count = int(rate * duration)
 
-    def request(name: str) -> bytes:
+    def request(name: str, index: int) -> bytes:
+        if events:
+            return webhooks.http_request(webhooks.chatter(index, tag), f"{host}:{port}", f"wh-{name}", path="/events")
         raw = webhooks.command(command, name, f"msg-{name}")
         return webhooks.http_request(raw, f"{host}:{port}", f"wh-{name}")
 
-    requests = [request(f"{tag}-{i}") for i in range(count)]
+    requests = [request(f"{tag}-{i}", i) for i in range(count)]
     pool = Pool(host, port, max_connections)
     for i in range(warmup):  # opens a connection and wakes the server's lazy paths; not measured
         connection = await pool.acquire()
-        await connection.request(request(f"{tag}-warm{i}"))
+        await connection.request(request(f"{tag}-warm{i}", count + i))
         pool.release(connection)
 
     latencies: list[float] = [float("nan")] * count
@@ -178,9 +184,10 @@ def main() -> None:
     parser.add_argument("--command", default="echo")
     parser.add_argument("--max-connections", type=int, default=512)
     parser.add_argument("--warmup", type=int, default=20, help="requests sent one by one first, not measured")
+    parser.add_argument("--events", action="store_true", help="post chatter to /events instead of commands")
     args = parser.parse_args()
     result = uvloop.run(run(args.url, args.rate, args.duration, args.tag, args.command, args.max_connections,
-                            args.warmup))
+                            args.warmup, args.events))
     json.dump(result, sys.stdout)
 
 

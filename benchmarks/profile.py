@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import concurrency, servers, webhooks  # noqa: E402
 
-
 # pip installs py-spy next to the interpreter, which need not be on PATH.
 PY_SPY = str(Path(sys.executable).with_name("py-spy")) if Path(sys.executable).with_name("py-spy").exists() else "py-spy"
 

@@ -1,4 +1,4 @@
-"""Run every benchmark, in one go, and write BENCHMARKS.md (about 15 minutes on 2 cores).
+"""Run every benchmark, in one go, and write BENCHMARKS.md (about 16 minutes on 2 cores).
 
     python benchmarks/run_all.py [--output BENCHMARKS.md] [--only sustained overload ...] [--keep]
 
@@ -23,8 +23,21 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import (ceiling, concurrency, growth, http_clients, machine, overload, recovery,  # noqa: E402
-                        redis_mode, sse, streaming, sustained, two_instances)
+from benchmarks import (  # noqa: E402
+    ceiling,
+    concurrency,
+    events,
+    growth,
+    http_clients,
+    machine,
+    overload,
+    recovery,
+    redis_mode,
+    sse,
+    streaming,
+    sustained,
+    two_instances,
+)
 from benchmarks.report import Section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,10 +105,17 @@ def _recovery() -> Section:
     return r.report(r.run(r.KILLS, r.EVERY, r.LEASE, r.RATE), command)
 
 
+def _events() -> Section:
+    command = (f"python benchmarks/events.py --event-rate {events.EVENT_RATE:g} --command-rate {events.COMMAND_RATE:g} "
+               f"--duration {events.DURATION:g}")
+    return events.report(events.run(events.EVENT_RATE, events.COMMAND_RATE, events.DURATION), events.DURATION, command)
+
+
 BENCHMARKS: dict[str, Callable[[], Section]] = {
     "sustained": _sustained, "overload": _overload, "streaming": _streaming,
     "concurrency": _concurrency, "sse": _sse, "growth": _growth, "http_clients": _http_clients,
     "redis_mode": _redis_mode, "two_instances": _two_instances, "ceiling": _ceiling, "recovery": _recovery,
+    "events": _events,
 }
 
 

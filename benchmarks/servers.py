@@ -22,6 +22,7 @@ from typing import Iterator
 
 import httpx
 import redis
+
 from slashbots.testing import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,7 +173,8 @@ def load(url: str, rate: float, duration: float, tag: str, **options: object) ->
     argv = [PYTHON, "benchmarks/loadgen.py", "--url", url, "--rate", str(rate), "--duration", str(duration),
             "--tag", tag]
     for key, value in options.items():
-        argv += [f"--{key.replace('_', '-')}", str(value)]
+        flag = f"--{key.replace('_', '-')}"
+        argv += [flag] if value is True else [flag, str(value)]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, check=True)
     return json.loads(done.stdout)
 
@@ -205,6 +207,27 @@ def metric_total(url: str, name: str) -> float:
         if match and match.group(1) in (name, name + "_total"):
             total += float(match.group(3))
     return total
+
+
+def remove_event_hooks(standin_url: str) -> None:
+    """Empty the stand-in app's event hooks: from then on the load generator alone plays Stream's event webhook."""
+    from stream_chat import StreamChat
+
+    from benchmarks.webhooks import KEY, SECRET
+
+    StreamChat(KEY, SECRET, base_url=standin_url).update_app_settings(event_hooks=[])
+
+
+def event_outcomes(url: str) -> dict[str, float]:
+    """slashbots' /metrics slashbots_events_total, summed by outcome."""
+    found: dict[str, float] = {}
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        match = _SAMPLE.match(line)
+        if match and match.group(1) == "slashbots_events_total":
+            outcome = re.search(r'outcome="([^"]*)"', match.group(2) or "")
+            if outcome:
+                found[outcome.group(1)] = found.get(outcome.group(1), 0) + float(match.group(3))
+    return found
 
 
 def wait_idle(url: str, timeout: float = 60.0) -> float:

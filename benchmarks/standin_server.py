@@ -33,9 +33,9 @@ from starlette.responses import JSONResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 from starlette.types import ASGIApp, Receive, Scope, Send  # noqa: E402
 
+from benchmarks.fast_standin import FastStreamStandIn  # noqa: E402
 from benchmarks.webhooks import KEY, SECRET  # noqa: E402
 from slashbots.sandbox.loopback import bind_loopback  # noqa: E402
-from benchmarks.fast_standin import FastStreamStandIn  # noqa: E402
 
 
 def bench_app(standin: FastStreamStandIn) -> ASGIApp:

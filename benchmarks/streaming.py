@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 from stream_chat import StreamChatAsync  # noqa: E402
 
+from benchmarks.fast_standin import FastStreamStandIn  # noqa: E402
 from benchmarks.report import Section  # noqa: E402
 from slashbots.app import create_app  # noqa: E402
 from slashbots.config import load_config  # noqa: E402
 from slashbots.sandbox.loopback import LoopbackServer, bind_loopback  # noqa: E402
-from benchmarks.fast_standin import FastStreamStandIn  # noqa: E402
 
 KEY, SECRET = "bench-key", "bench-secret-long-enough-for-hs256-signing"
 TOKENS, RATE, FIRST_TOKEN = 600, 30.0, 0.5

@@ -27,13 +27,15 @@ DURATION = 20.0
 TURNS = 4  # each rate's duration, in turns taken by the two servers one after the other
 
 
-def turn(server: servers.Server, rate: float, seconds: float, tag: str, *, replies: bool = False) -> dict:
+def turn(server: servers.Server, rate: float, seconds: float, tag: str, *, replies: bool = False,
+         **load: object) -> dict:
     """One spell of load on ``server``, and the server's CPU seconds for it.
 
     With ``replies``, the CPU is read once no reply is running, so it covers the replies' work too.
+    ``load`` goes to the load generator (``events=True``: chatter to /events).
     """
     before = servers.cpu_seconds(server.pid)
-    result = servers.load(server.url, rate, seconds, tag)
+    result = servers.load(server.url, rate, seconds, tag, **load)
     if replies:
         servers.wait_idle(server.url)
     result["cpu"] = servers.cpu_seconds(server.pid) - before

@@ -36,6 +36,7 @@ class Decision:
     outcome: str  # accepted, duplicate, or a refusal: denied, restarting, busy, over_budget, rate_limited
     text: str | None = None  # for the sender, when refused
     shared: bool = True  # False when Redis was away and this instance decided alone
+    wait: float = 0.0  # rate_limited: seconds until it would be taken
 
 
 class Gate:
@@ -81,11 +82,12 @@ class Gate:
         if admission.outcome == "rate_limited":
             rules = ", ".join(f"{rate.text} {WHOM[scope]}" for scope, rate in rates.items())
             return self._refused(bot, asker, "rate_limited", f"Slow down: /{bot.command} takes {rules}. "
-                                                             f"Try again in {max(math.ceil(admission.wait), 1)} seconds.")
+                                                             f"Try again in {max(math.ceil(admission.wait), 1)} seconds.",
+                                 wait=admission.wait)
         return Decision("accepted", shared=admission.shared)
 
-    def _refused(self, bot: Bot, asker: Asker, outcome: str, text: str) -> Decision:
+    def _refused(self, bot: Bot, asker: Asker, outcome: str, text: str, *, wait: float = 0.0) -> Decision:
         log.info("/%s from %s in %s not taken: %s", bot.command, asker.user_id, asker.cid, outcome)
         if self.metrics is not None:
             self.metrics.refusals.labels(bot.command, outcome).inc()
-        return Decision(outcome, text)
+        return Decision(outcome, text, wait=wait)

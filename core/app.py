@@ -3,31 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
-import contextlib
 import logging
 import os
 import time
 from typing import AsyncIterator, Callable, Sequence
 
-from slashbots.admission import Gate
-from slashbots.config import Config
-from slashbots.defaults import tokens_per_answer, with_provider_defaults
-from slashbots.metrics import Metrics
-from slashbots.plugin_manager import PluginManager, build_providers, close_providers, plugin_manager
-from slashbots.proxies import UnsupportedProxy
-from slashbots.replies import Replies
-from slashbots.shared import SharedState
-from slashbots.shared.local import LocalState
-from slashbots.stream import StreamError, StreamGateway, describe_error
-from slashbots.sync import SyncRefused, handler_url_for, sync_bots
-from slashbots.tools import bot_tools
-from slashbots.webhook import WebhookEndpoint, rebuild_request
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
+
+from slashbots.admission import Gate
+from slashbots.config import Config
+from slashbots.conversation_requests import rebuild_request
+from slashbots.defaults import tokens_per_answer, with_provider_defaults
+from slashbots.events import EventsEndpoint
+from slashbots.metrics import Metrics
+from slashbots.plugin_manager import PluginManager, build_providers, close_providers, plugin_manager
+from slashbots.proxies import UnsupportedProxy
+from slashbots.public_refusals import PublicRefusals
+from slashbots.replies import Replies
+from slashbots.shared import SharedState
+from slashbots.shared.local import LocalState
+from slashbots.stops import Stops
+from slashbots.stream import StreamError, StreamGateway, describe_error
+from slashbots.sync import SyncRefused, events_url_for, handler_url_for, sync_bots
+from slashbots.threads import ThreadMemory
+from slashbots.tools import bot_tools
+from slashbots.webhook import WebhookEndpoint
 
 log = logging.getLogger("slashbots")
 
@@ -104,6 +110,7 @@ def create_app(
         raise StartupError(str(exc)) from None
     shared = shared_state(config, metrics)
     bots = {bot.command: bot for bot in config.bots}
+    threads = ThreadMemory(shared, gateway, config.server.thread_memory_days)
     replies = Replies(
         gateway, providers, pm.hook,
         max_in_flight=config.server.max_replies_in_flight,
@@ -113,23 +120,27 @@ def create_app(
         rebuild=functools.partial(rebuild_request, bots),
         metrics=metrics,
         tools=tools,
+        threads=threads,
     )
     gate = Gate(shared, reserves={command: tokens_per_answer(provider) for command, provider in providers.items()},
                 metrics=metrics)
     webhook = WebhookEndpoint(config.stream.api_key, config.stream.api_secret, bots, replies, shared, metrics, gate)
+    events = EventsEndpoint(config.stream.api_key, config.stream.api_secret, config.bots, replies, shared, threads,
+                            Stops(config.bots, replies, shared), PublicRefusals(gateway, shared, metrics), metrics, gate)
     public_url = public_url if public_url is not None else os.environ.get("SLASHBOTS_PUBLIC_URL")
     handler_url = handler_url_for(config, public_url)
+    events_url = events_url_for(config, public_url)
 
     async def keep_syncing(app: Starlette) -> None:
         """Sync with Stream, retrying while it is unreachable; a refusal (bad key, ...) stops the server."""
         delay = 1.0
         # Instances starting together take turns: one syncs, the rest wait for it, then find
         # (with reads only) that Stream already matches. Same config, same turn.
-        turn = "sync:" + hashlib.sha256(repr((config.bots, handler_url)).encode()).hexdigest()[:16]
+        turn = "sync:" + hashlib.sha256(repr((config.bots, handler_url, events_url)).encode()).hexdigest()[:16]
         await shared.first_of_many(turn, wait=SYNC_WAIT)
         while True:
             try:
-                plan = await sync_bots(gateway, config, handler_url)
+                plan = await sync_bots(gateway, config, handler_url, events_url=events_url)
             except StreamError as exc:
                 if exc.retryable:
                     log.warning("could not sync with Stream (%s); retrying in %.0fs", exc, delay)
@@ -191,6 +202,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/webhook", webhook, methods=["POST"]),
+            Route("/events", events, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics.endpoint),
@@ -199,6 +211,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.replies = replies
+    app.state.events = events
     app.state.stop_clock = StopClock()
     app.state.plugins = pm
     app.state.config = config

@@ -1,4 +1,4 @@
-"""slashbots serve | check | sync | plugins | usage"""
+"""slashbots serve | check | sync | join | plugins | usage"""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from slashbots.defaults import with_provider_defaults
 from slashbots.plugin_manager import PluginError, build_providers, close_providers, plugin_manager, providers
 from slashbots.proxies import UnsupportedProxy
 from slashbots.stream import StreamError, StreamGateway, describe_error
-from slashbots.sync import SyncPlan, SyncRefused, handler_url_for, sync_bots
+from slashbots.sync import SyncPlan, SyncRefused, events_url_for, handler_url_for, sync_bots
 from slashbots.tools import bot_tools, tools
 from slashbots.usage_report import day_labels, parse_since, read_usage, report
 
@@ -38,11 +38,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate bots.yaml and plugins, and list the bots")
     _common_options(check)
 
-    sync = commands.add_parser("sync", help="make Stream's commands, channel types and handler URL match bots.yaml")
+    sync = commands.add_parser("sync", help="make Stream's commands, channel types, handler URL and event hook "
+                                            "match bots.yaml")
     _common_options(sync)
     sync.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
     sync.add_argument("--prune", action="store_true",
                       help="also remove our commands (set 'slashbots') that bots.yaml no longer has")
+
+    join = commands.add_parser("join", help="make a bot's user a member of channels, so Stream's composer "
+                                            "suggests it for @mentions")
+    _common_options(join)
+    join.add_argument("bot_command", metavar="COMMAND", help="the bot, by its command (gpt)")
+    join.add_argument("cids", metavar="CID", nargs="+", help="channels, as type:id (messaging:general)")
 
     listing = commands.add_parser("plugins", help="list loaded plugins, their hooks, providers and tools")
     _common_options(listing)
@@ -54,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     logs.configure(args.log_format)
-    handler = {"serve": _serve, "check": _check, "sync": _sync, "plugins": _plugins, "usage": _usage}[args.command]
+    handler = {"serve": _serve, "check": _check, "sync": _sync, "join": _join, "plugins": _plugins,
+               "usage": _usage}[args.command]
     try:
         return handler(args)
     except (ConfigError, PluginError) as exc:
@@ -89,6 +97,13 @@ def _check(args: argparse.Namespace) -> int:
             print(f"      tools {', '.join(bot.tools)}")
         for line in _rules(bot, provider_default=given.rate_limits is None):
             print(f"      {line}")
+        answers = " and ".join(what for what, on in (("@mentions", bot.mentions), ("follow-ups in its threads", bot.threads))
+                               if on)
+        events = [f"answers {answers}"] if answers else []
+        if bot.stop:
+            events.append("honours the stop button")
+        if events:
+            print(f"      through the event webhook: {'; '.join(events)}")
     if not config.stream.configured:
         print("note: no Stream API key and secret are set (STREAM_API_KEY, STREAM_API_SECRET)")
     return 0
@@ -118,10 +133,12 @@ def _sync(args: argparse.Namespace) -> int:
     if not config.stream.configured:
         print("error: set STREAM_API_KEY and STREAM_API_SECRET to sync with Stream", file=sys.stderr)
         return 2
-    handler_url = handler_url_for(config, os.environ.get("SLASHBOTS_PUBLIC_URL"))
+    public_url = os.environ.get("SLASHBOTS_PUBLIC_URL")
+    handler_url = handler_url_for(config, public_url)
 
     try:
-        plan = asyncio.run(_sync_once(config, handler_url, dry_run=args.dry_run, prune=args.prune))
+        plan = asyncio.run(_sync_once(config, handler_url, events_url_for(config, public_url), dry_run=args.dry_run,
+                                      prune=args.prune))
     except StreamError as exc:
         print(f"error: {describe_error(exc)}", file=sys.stderr)
         return 1
@@ -135,6 +152,45 @@ def _sync(args: argparse.Namespace) -> int:
     for line in plan.describe():
         print(f"  {line}")
     return 0
+
+
+def _join(args: argparse.Namespace) -> int:
+    from slashbots.membership import join
+
+    config = _load(args)
+    bot = config.bot(args.bot_command.removeprefix("/"))
+    if bot is None:
+        known = ", ".join(b.command for b in config.bots)
+        print(f"error: {config.source} has no bot with the command {args.bot_command!r} (it has: {known})", file=sys.stderr)
+        return 2
+    bad = [cid for cid in args.cids if cid.count(":") != 1 or not all(cid.split(":"))]
+    if bad:
+        print(f"error: channels are given as type:id, such as messaging:general; not {', '.join(bad)}", file=sys.stderr)
+        return 2
+    if not config.stream.configured:
+        print("error: set STREAM_API_KEY and STREAM_API_SECRET to change channels in Stream", file=sys.stderr)
+        return 2
+
+    async def run() -> dict[str, Any]:
+        gateway = StreamGateway(config.stream.api_key, config.stream.api_secret)
+        try:
+            return await join(gateway, bot, list(dict.fromkeys(args.cids)))
+        finally:
+            await gateway.close()
+
+    try:
+        results = asyncio.run(run())
+    except StreamError as exc:
+        print(f"error: {describe_error(exc)}", file=sys.stderr)
+        return 1
+    for cid, problem in results.items():
+        if problem is None:
+            print(f"{bot.identity.name} ({bot.identity.id}) is a member of {cid}")
+        else:
+            print(f"error: {cid}: {problem}", file=sys.stderr)
+    if not bot.mentions:
+        print(f"note: /{bot.command} has mentions: false in {config.source}, so it does not answer @mentions yet")
+    return 1 if any(results.values()) else 0
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -246,10 +302,11 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _sync_once(config: Config, handler_url: str | None, *, dry_run: bool, prune: bool) -> SyncPlan:
+async def _sync_once(config: Config, handler_url: str | None, events_url: str | None, *, dry_run: bool,
+                     prune: bool) -> SyncPlan:
     gateway = StreamGateway(config.stream.api_key, config.stream.api_secret)
     try:
-        return await sync_bots(gateway, config, handler_url, dry_run=dry_run, prune=prune)
+        return await sync_bots(gateway, config, handler_url, dry_run=dry_run, prune=prune, events_url=events_url)
     finally:
         await gateway.close()
 

@@ -13,11 +13,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from urllib.parse import urlsplit
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 import yaml
-from slashbots.access import KEYS as ACCESS_KEYS, Access, Rule
+
+from slashbots.access import KEYS as ACCESS_KEYS
+from slashbots.access import Access, Rule
 from slashbots.budgets import Budget
 from slashbots.ratelimit import Rate
 
@@ -71,6 +73,14 @@ class Bot:
     tools: tuple[str, ...] = ()  # names of the tools this bot's model may call
     access: Access = Access()  # allow: and deny:
     budgets: Mapping[str, Budget] = field(default_factory=lambda: MappingProxyType({}))  # scope -> tokens a period
+    # Conversations beyond the command, through Stream's event webhook (core/events.py):
+    mentions: bool = False  # answer a message that @mentions the bot
+    threads: bool = False  # answer follow-ups in threads the bot answered in
+    stop: bool = False  # honour the stop-generating button
+
+    @property
+    def needs_events(self) -> bool:
+        return self.mentions or self.threads or self.stop
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,7 @@ class StreamSettings:
     api_key: str = ""
     api_secret: str = field(default="", repr=False)
     webhook_url: str | None = None
+    events_url: str | None = None  # Stream's event webhook; default $SLASHBOTS_PUBLIC_URL/events
     on_foreign_handler: str = "replace"  # or "refuse": when the app's handler URL points at another deployment
 
     @property
@@ -96,6 +107,7 @@ class ServerSettings:
     redis_url: str | None = field(default=None, repr=False)  # shared state for several instances; may hold a password
     redis_timeout_ms: int = 50  # total Redis time allowed in one ack
     reply_lease_seconds: float = 5.0  # with Redis: a dead instance's reply is claimed within twice this
+    thread_memory_days: float = 7.0  # how long the threads a bot answered in are remembered
 
 
 @dataclass(frozen=True)
@@ -209,7 +221,8 @@ class _Reader:
     def server(self, value: Any) -> ServerSettings:
         section = self.mapping(value, "server", optional={"max_replies_in_flight", "max_loop_lag_ms",
                                                           "stream_writes_per_second", "shutdown_timeout",
-                                                          "redis_url", "redis_timeout_ms", "reply_lease_seconds"})
+                                                          "redis_url", "redis_timeout_ms", "reply_lease_seconds",
+                                                          "thread_memory_days"})
         defaults = ServerSettings()
         # The environment wins, so one image can run with or without Redis.
         redis_url = self.environ.get("SLASHBOTS_REDIS_URL") or self.optional_string(section, "redis_url", "server")
@@ -229,20 +242,26 @@ class _Reader:
             stream_writes_per_second=self.number(section, "stream_writes_per_second", "server",
                                                  defaults.stream_writes_per_second, minimum=0.1),
             shutdown_timeout=self.number(section, "shutdown_timeout", "server", defaults.shutdown_timeout, minimum=0),
+            thread_memory_days=self.number(section, "thread_memory_days", "server", defaults.thread_memory_days,
+                                           minimum=0.01),
         )
 
     def stream(self, value: Any) -> StreamSettings:
-        section = self.mapping(value, "stream", optional={"api_key", "api_secret", "webhook_url", "on_foreign_handler"})
-        webhook_url = self.optional_string(section, "webhook_url", "stream")
-        if webhook_url and not re.match(r"https?://[^/\s]+", webhook_url):
-            raise self.fail("stream.webhook_url", f"expected an http(s) URL, got {webhook_url!r}")
+        section = self.mapping(value, "stream", optional={"api_key", "api_secret", "webhook_url", "events_url",
+                                                          "on_foreign_handler"})
+        urls = {}
+        for key in ("webhook_url", "events_url"):
+            urls[key] = self.optional_string(section, key, "stream")
+            if urls[key] and not re.match(r"https?://[^/\s]+", urls[key]):
+                raise self.fail(f"stream.{key}", f"expected an http(s) URL, got {urls[key]!r}")
         on_foreign = section.get("on_foreign_handler", "replace")
         if on_foreign not in ("replace", "refuse"):
             raise self.fail("stream.on_foreign_handler", f"expected replace or refuse, got {on_foreign!r}")
         return StreamSettings(
             api_key=self.optional_string(section, "api_key", "stream") or "",
             api_secret=self.optional_string(section, "api_secret", "stream") or "",
-            webhook_url=webhook_url,
+            webhook_url=urls["webhook_url"],
+            events_url=urls["events_url"],
             on_foreign_handler=on_foreign,
         )
 
@@ -252,7 +271,7 @@ class _Reader:
             path,
             required={"command", "description", "provider", "channel_types", "identity"},
             optional={"args", "options", "streaming", "update_interval_ms", "rate_limit", "tools", "allow", "deny",
-                      "budget"},
+                      "budget", "mentions", "threads", "stop"},
         )
         command = self.string(entry["command"], f"{path}.command", pattern=COMMAND_NAME,
                               expected="a command name: lowercase letters, digits, '-' and '_', starting with a letter")
@@ -269,9 +288,7 @@ class _Reader:
         interval = entry.get("update_interval_ms", 250)
         if not isinstance(interval, int) or isinstance(interval, bool) or not 50 <= interval <= 10_000:
             raise self.fail(f"{path}.update_interval_ms", f"expected an integer from 50 to 10000, got {interval!r}")
-        streaming = entry.get("streaming", True)
-        if not isinstance(streaming, bool):
-            raise self.fail(f"{path}.streaming", f"expected true or false, got {streaming!r}")
+        streaming = self.flag(entry, "streaming", path, default=True)
         types = tuple(
             self.string(item, f"{path}.channel_types[{i}]", pattern=CHANNEL_TYPE,
                         expected="a channel type name such as 'messaging'")
@@ -292,7 +309,16 @@ class _Reader:
             access=Access(allow=self.access_rule(entry.get("allow", {}), f"{path}.allow", types),
                           deny=self.access_rule(entry.get("deny", {}), f"{path}.deny", types)),
             budgets=self.budgets(entry.get("budget", {}), f"{path}.budget"),
+            mentions=self.flag(entry, "mentions", path),
+            threads=self.flag(entry, "threads", path),
+            stop=self.flag(entry, "stop", path),
         )
+
+    def flag(self, entry: dict[str, Any], key: str, path: str, *, default: bool = False) -> bool:
+        value = entry.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(f"{path}.{key}", f"expected true or false, got {value!r}")
+        return value
 
     def tools(self, value: Any, path: str) -> tuple[str, ...]:
         names: list[str] = []
@@ -368,6 +394,7 @@ class _Reader:
     def check_unique(self, bots: tuple[Bot, ...]) -> None:
         commands: dict[str, int] = {}
         identities: dict[str, tuple[int, Identity]] = {}
+        mentioned: dict[str, int] = {}  # identity id -> the bot answering its mentions
         for i, bot in enumerate(bots):
             if bot.command in commands:
                 raise self.fail(f"bots[{i}].command", f"'{bot.command}' is already defined by bots[{commands[bot.command]}]")
@@ -379,6 +406,16 @@ class _Reader:
                     f"identity '{bot.identity.id}' is also used by bots[{first[0]}] with a different name or image; "
                     "a Stream user has one name and image",
                 )
+            if bot.mentions:
+                # A mention names a user, not a command: two bots behind one user could not tell whose it is.
+                other = mentioned.setdefault(bot.identity.id, i)
+                if other != i:
+                    raise self.fail(
+                        f"bots[{i}].mentions",
+                        f"bots[{other}] (/{bots[other].command}) and bots[{i}] (/{bot.command}) both answer mentions of "
+                        f"'{bot.identity.id}'; a mention cannot say which of them is meant: give one its own identity, "
+                        "or turn mentions off for one",
+                    )
 
     # -- primitives ----------------------------------------------------------------------------
 

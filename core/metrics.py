@@ -78,6 +78,21 @@ class Metrics:
             "completion) and source (reported by the model's server, or estimated from the characters).",
             ["command", "kind", "source"], registry=self.registry,
         )
+        self.event_requests = Counter(
+            "slashbots_events", "Event webhook requests by command and outcome: for the event as a whole (command "
+            "\"\"): not_for_us, from_a_bot, ai_generated, a_command, ignored, stop, thread_unknown (settled after "
+            "the answer, counted again then), unauthorized, bad_request; for each bot asked: accepted, duplicate, "
+            "busy, rate_limited, restarting.", ["command", "outcome"], registry=self.registry,
+        )
+        self.events_ack_seconds = Histogram(
+            "slashbots_events_ack_seconds", "Time to answer Stream's event webhook.", buckets=ACK_BUCKETS,
+            registry=self.registry,
+        )
+        self.public_refusals = Counter(
+            "slashbots_public_refusals", "Mentions and thread follow-ups turned away, by command and reason; told: "
+            "yes when the bot said so in the thread, no when that user had already been told within the minute.",
+            ["command", "reason", "told"], registry=self.registry,
+        )
         self.stream_calls = Counter(
             "slashbots_stream_calls", "Calls to Stream's API by operation and HTTP status (0: no answer).",
             ["operation", "status"], registry=self.registry,

@@ -10,7 +10,7 @@ notes while its model calls tools. A factory whose provider can call tools says 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Literal, Mapping, Protocol
 
 from slashbots.usage import Usage
 
@@ -55,6 +55,8 @@ class ChatMessage:
     command: str | None = None
     args: str = ""
     created_at: str = ""
+    mentioned_users: tuple[str, ...] = ()  # the ids of the users it @mentions
+    answer_to: str | None = None  # on a bot's answer: the id of the message it answers
 
 
 async def _no_history(limit: int) -> list[ChatMessage]:
@@ -63,10 +65,11 @@ async def _no_history(limit: int) -> list[ChatMessage]:
 
 @dataclass(frozen=True)
 class CommandRequest:
-    """One slash command, as Stream delivered it.
+    """One message for a bot to answer, as Stream delivered it: a slash command, a mention, a thread follow-up.
 
-    ``text`` is the whole message (``/gpt hi``), ``args`` what follows the command (``hi``).
-    ``parent_id`` is set when the command was typed in a thread; the reply goes there too.
+    ``text`` is the whole message (``/gpt hi``), ``args`` what the bot is asked (``hi``): what
+    follows the command, the text without the mention, or a follow-up's whole text. ``trigger``
+    says which. ``parent_id`` is set when the message was in a thread; the reply goes there too.
     ``tools`` are the tools this bot's model may call (its ``tools:`` in bots.yaml), given per
     request so that what is offered can one day depend on who asks.
     """
@@ -80,6 +83,7 @@ class CommandRequest:
     bot: Bot
     user_name: str | None = None
     parent_id: str | None = None
+    trigger: Literal["command", "mention", "thread"] = "command"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     request_id: str = ""
     tools: tuple[Tool, ...] = field(default=(), repr=False, compare=False)

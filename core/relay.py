@@ -7,6 +7,12 @@ soon as it arrives. Text past Stream's message length continues in a new message
 a paragraph, sentence or word. Indicator events go through their own queue, best-effort,
 so a slow or failing event never holds up text. While the provider's model calls tools,
 the indicator says so, and each call may add a line of its own to the text.
+
+A reply can be halted (the stop button): no text write starts after that, the write
+already on its way is let finish, and the open message is then marked ``generating:
+false`` without its text, so it keeps the text of the last write Stream accepted; then the
+indicator is cleared. Stream's samples learnt this the hard way (chat-ai-samples PR #18):
+a stop that ends with the usual final write puts back text the user stopped.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import logging
 import random
 import time
 import uuid
-from typing import Any, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from slashbots.stream import StreamError, StreamGateway
 
@@ -49,6 +55,7 @@ class Relay:
         bot_id: str,
         *,
         parent_id: str | None = None,
+        answer_to: str | None = None,
         streaming: bool = True,
         interval: float = 0.25,
         max_length: int = 5000,
@@ -61,6 +68,7 @@ class Relay:
         self.cid = cid
         self.bot_id = bot_id
         self.parent_id = parent_id
+        self.answer_to = answer_to  # the message this answers, kept on each message (conversation memory pairs them)
         self.streaming = streaming
         self.interval = interval
         self.max_length = max_length
@@ -87,6 +95,7 @@ class Relay:
         self._failures = 0  # consecutive failed interim writes, for backoff
         self._timed_out = False  # a write got no answer: Stream may still apply it, late
         self._finals: dict[int, str] = {}  # message number -> the text it keeps
+        self.halted = False  # stopped by a user: no more text, the messages keep what they show
         self._wake = asyncio.Event()
         self._closed = asyncio.Event()
         self._events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -132,23 +141,40 @@ class Relay:
             self.cuts.append(start)
         self._wake.set()
 
+    def halt(self) -> bool:
+        """Stop writing text at once (the stop button); ``close`` then ends the messages as they stand.
+
+        False, and nothing changes, when the reply is already closing: its final text is on its way.
+        """
+        if self._closed.is_set():
+            return False
+        self.halted = True
+        self._closed.set()
+        self._wake.set()
+        return True
+
     async def close(self, *, failed: bool = False) -> None:
         """Write the final text (retrying until it lands or the deadline passes) and end the indicator.
 
+        A halted reply gets no final text: its open messages are only marked as no longer generating.
         Raises NotOurs when another instance turned out to own the reply: then nothing more is written.
         """
         self._closed.set()
         self._wake.set()
-        assert self._writer is not None
+        if self._writer is None:  # halted before it began: nothing was posted
+            return
         await self._writer
-        if self.ownership.earlier_messages > len(self.cuts) + 1:
+        if self.ownership.earlier_messages > len(self.cuts) + 1 and not self.halted:
             await self._remove_leftovers()
         if self._timed_out:
             # A write we gave up on may still land after the final one and leave old text behind.
             # Once it has had time to land or die, write the finals again.
             await asyncio.sleep(self.settle)
-            for index, text in list(self._finals.items()):
-                await self._final(index, text)
+            if self.halted:
+                await self._end_halted()
+            else:
+                for index, text in list(self._finals.items()):
+                    await self._final(index, text)
         self._event(ERROR if failed else None)
         if self._event_sender is None:
             return
@@ -175,9 +201,14 @@ class Relay:
                     log.warning("could not remove a leftover message of an earlier run in %s: %s", self.cid, exc)
 
     async def _check_owner(self) -> None:
-        """Before each write: stop at once if another instance has taken the reply over."""
+        """Before each write of text: stop at once if another instance has taken the reply over, or
+        if it was halted meanwhile (a stop found by the check itself halts it before it answers)."""
         if not await self.ownership.may_write():
+            if self.halted:
+                raise _Halted
             raise NotOurs("lease lost")
+        if self.halted:
+            raise _Halted
 
     # -- the writer -------------------------------------------------------------------------------
 
@@ -186,8 +217,14 @@ class Relay:
             await self._wake.wait()
             self._wake.clear()
             try:
+                if self.halted:
+                    await self._end_halted()
+                    return
                 await self._flush()
                 self._failures = 0
+            except _Halted:
+                self._wake.set()  # back round the loop, to end the messages as they stand
+                continue
             except NotOurs as lost:
                 self.lost = lost
                 if self.on_lost is not None:
@@ -259,6 +296,8 @@ class Relay:
         fields: dict[str, Any] = {"id": message_id, "text": text, "ai_generated": True, "generating": generating}
         if self.parent_id:
             fields["parent_id"] = self.parent_id
+        if self.answer_to:
+            fields["answer_to"] = self.answer_to
         await self._check_owner()
         retry = index in self._sent
         self._sent.add(index)
@@ -286,20 +325,42 @@ class Relay:
 
     async def _final(self, index: int, text: str) -> None:
         """The text a message keeps: retried until it lands, since a lost final is a lost answer."""
+
+        async def write() -> None:
+            if index in self.ids:
+                await self.pacing.write_slot(urgent=True)  # never waits, but counts against the app's budget
+                await self._check_owner()
+                await self.gateway.update_message(self.ids[index], self.bot_id, {"text": text, "generating": False})
+                self._note_patch(text)
+            else:
+                await self._post(index, text, generating=False)
+            if text and self.first_text_at is None:
+                self.first_text_at = time.monotonic()
+            self._finals[index] = text
+
+        await self._until_landed(index, write, "final text")
+
+    async def _end_halted(self) -> None:
+        """A halted reply's open messages stop showing as generating; their text is left as Stream has it."""
+        for index in sorted(self.ids):
+            if index in self._finals:
+                continue
+
+            async def write(message_id: str = self.ids[index]) -> None:
+                await self.pacing.write_slot(urgent=True)
+                # No fence: the reply is ours to end, and a stopped reply is never run again elsewhere.
+                await self.gateway.update_message(message_id, self.bot_id, {"generating": False})
+
+            await self._until_landed(index, write, "end of the stopped reply")
+        self._event(None)
+
+    async def _until_landed(self, index: int, write: Callable[[], Awaitable[None]], what: str) -> None:
+        """Retry ``write`` until it lands or the deadline passes (then the message may still show as generating)."""
         deadline = time.monotonic() + self.final_deadline
         attempt = 0
         while True:
             try:
-                if index in self.ids:
-                    await self.pacing.write_slot(urgent=True)  # never waits, but counts against the app's budget
-                    await self._check_owner()
-                    await self.gateway.update_message(self.ids[index], self.bot_id, {"text": text, "generating": False})
-                    self._note_patch(text)
-                else:
-                    await self._post(index, text, generating=False)
-                if text and self.first_text_at is None:
-                    self.first_text_at = time.monotonic()
-                self._finals[index] = text
+                await write()
                 return
             except StreamError as exc:
                 attempt += 1
@@ -307,11 +368,11 @@ class Relay:
                 remaining = deadline - time.monotonic()
                 if not exc.retryable or remaining <= 0:
                     self.unfinished.append(self.ownership.message_id(index))
-                    log.error("final text of reply message %s in %s was not written, so it may still show as "
-                              "generating: %s", self.ownership.message_id(index), self.cid, exc)
+                    log.error("%s of reply message %s in %s was not written, so it may still show as "
+                              "generating: %s", what, self.ownership.message_id(index), self.cid, exc)
                     return
                 delay = min(_backoff(exc, attempt), remaining)
-                log.warning("final text in %s failed (%s); retrying in %.2fs", self.cid, exc, delay)
+                log.warning("%s in %s failed (%s); retrying in %.2fs", what, self.cid, exc, delay)
                 await asyncio.sleep(delay)
 
     # -- indicator events -------------------------------------------------------------------------
@@ -332,12 +393,18 @@ class Relay:
 
     async def _send_events(self) -> None:
         while (event := await self._events.get()) is not None:
-            if not await self.ownership.may_write():
+            # A halted reply's indicator is ours to clear, whatever the lease says now (and a stop
+            # that the check itself finds halts the reply before the check answers).
+            if not self.halted and not await self.ownership.may_write() and not self.halted:
                 return  # another instance's reply now: its indicator is not ours to change
             try:
                 await self.gateway.send_event(self.cid, self.bot_id, event)
             except StreamError as exc:
                 log.info("indicator event %s in %s dropped: %s", event["type"], self.cid, exc)
+
+
+class _Halted(Exception):
+    """The reply was halted while the writer was about to write text: it writes none."""
 
 
 class NotOurs(Exception):

@@ -5,11 +5,17 @@ jobs holds strong references (the event loop keeps only weak ones) and is draine
 shutdown, so no accepted command ends without a final message. With Redis, jobs are
 durable (slashbots/leases.py): leased, run again elsewhere if this instance dies, and
 handed over rather than cut short on shutdown.
+
+A reply of a bot with ``stop: true`` can be stopped by the stop button (slashbots/stops.py):
+its provider's iterator is closed at once (the model request and any running tool are
+cancelled with it), and its messages keep what they show (relay.Relay.halt). With Redis
+the stop reaches the instance running the reply, and a stopped reply is never run again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -19,17 +25,19 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine, Mapping
 from slashbots import logs
 from slashbots.budgets import settlement
 from slashbots.capacity import LoopLag
-from slashbots.metrics import Metrics
-from slashbots.provider import ChatMessage, CommandRequest, Provider, ProviderError, Refusal, ToolUse
+from slashbots.history import history_reader
 from slashbots.leases import Lease, LeaseKeeper, reply_message_id
+from slashbots.metrics import Metrics
+from slashbots.provider import CommandRequest, Provider, ProviderError, Refusal, ToolUse
 from slashbots.relay import NotOurs, Relay
 from slashbots.shared import Orphan, SharedState
 from slashbots.shared.local import LocalState
-from slashbots.stream import StreamGateway
+from slashbots.stream import StreamError, StreamGateway
 from slashbots.tool_lines import tool_line
 from slashbots.usage import Usage
 
 if TYPE_CHECKING:
+    from slashbots.threads import ThreadMemory
     from slashbots.tool import Tool
 
 log = logging.getLogger("slashbots.replies")
@@ -40,7 +48,6 @@ SHUTDOWN_NOTE = "The server shut down before the answer was finished. Please ask
 MAX_ATTEMPTS = 3  # runs of one reply before it is ended with TOO_MANY_ATTEMPTS instead of run again
 TOO_MANY_ATTEMPTS = "The answer was interrupted several times (its server kept stopping). Please ask again."
 QUIET_OUTCOMES = frozenset({"handed_back", "lease_lost", "duplicate"})  # ended here without a word, on purpose
-OWN_MESSAGES = 8  # a reply's messages left out of its own history (more would be over 40,000 characters)
 
 
 def job_id(request: CommandRequest) -> str:
@@ -56,6 +63,13 @@ class Job:
     lease: Lease
     relay: Relay | None = None
     quiet: str | None = None  # why it is being stopped without a word: handed_back, lease_lost, duplicate
+    answering: bool = False  # its provider was asked: from now until its final text, a stop cuts it short
+    stopped: bool = False  # a user pressed stop: its messages keep what they show
+
+    def shows(self, message_id: str) -> bool:
+        """Whether ``message_id`` is this reply's question or one of its messages (a stop may name either)."""
+        return message_id == self.request.message_id or (
+            self.relay is not None and message_id in self.relay.ids.values())
 
 
 class Replies:
@@ -75,6 +89,7 @@ class Replies:
         metrics: Metrics | None = None,
         tools: Mapping[str, tuple[Tool, ...]] | None = None,
         clock: Callable[[], float] = time.time,
+        threads: ThreadMemory | None = None,
     ) -> None:
         self.metrics = metrics
         self.clock = clock  # wall time: which day's and month's budgets an answer's tokens go to
@@ -90,7 +105,9 @@ class Replies:
         self.shared = shared or LocalState(writes_per_second=15.0)
         self.leases = LeaseKeeper(self.shared, lease_seconds)
         self.shared.on_late_job = self.adopt
-        self.rebuild = rebuild  # a stored job's payload -> its request again (webhook.rebuild_request)
+        self.rebuild = rebuild  # a stored job's payload -> its request again (conversation_requests.rebuild_request)
+        self.threads = threads  # where the threads bots with `threads` answered in are remembered
+        self.shared.on_stop(self._stopped_elsewhere)
         self.accepting = True
         # Stream's default; channel types that set less are filled in by the start-up sync.
         self.max_message_length: dict[str, int] = {}
@@ -110,7 +127,7 @@ class Replies:
         ``durable``: its job was recorded in Redis, leased to this instance; ``attempt`` > 1 runs
         again a job claimed from another instance, whose earlier runs posted ``earlier_messages``.
         """
-        request = dataclasses.replace(request, _history=self._history_reader(request),
+        request = dataclasses.replace(request, _history=history_reader(self.gateway, request),
                                       tools=self.tools.get(request.bot.command, ()))
         lease = Lease(self.leases, job_id(request), durable=durable, attempt=attempt, earlier_messages=earlier_messages)
         if durable:
@@ -171,7 +188,7 @@ class Replies:
         for orphan in orphans:
             if orphan.stopped:  # a user stopped it: never run again (its message keeps what it showed)
                 self.leases.drop(orphan.id)
-                self._chore(self.shared.finish(orphan.id))
+                self._end_stopped_orphan(orphan)
                 continue
             request = self.rebuild(orphan.payload) if self.rebuild is not None else None
             if request is None:
@@ -188,6 +205,56 @@ class Replies:
         task = asyncio.create_task(work)
         self._chores.add(task)
         task.add_done_callback(self._chores.discard)
+
+    # -- the stop button ------------------------------------------------------------------------------
+
+    def stop(self, cid: str, commands: set[str], message_id: str | None = None) -> list[str]:
+        """Stop the replies running here in ``cid`` of the bots ``commands`` (only the one showing
+        ``message_id``, if given); returns their job ids."""
+        stopped = []
+        for task, job in list(self.running.items()):
+            request = job.request
+            if request.cid == cid and request.bot.command in commands and (message_id is None or job.shows(message_id)):
+                if self._halt(task, job):
+                    stopped.append(job.lease.job_id)
+        return stopped
+
+    def _stopped_elsewhere(self, job_ids: set[str]) -> None:
+        """Shared state says these jobs were stopped (by a stop that arrived at any instance)."""
+        for task, job in list(self.running.items()):
+            if job.lease.job_id in job_ids:
+                self._halt(task, job)
+
+    def _halt(self, task: asyncio.Task[None], job: Job) -> bool:
+        if job.stopped or job.quiet is not None or not job.answering:
+            return False  # already stopping, stopping quietly (handed over), or nothing on screen yet to stop
+        if job.relay is not None and not job.relay.halt():
+            return False  # its final text is being written
+        job.stopped = True
+        task.cancel()  # closes the provider's iterator, and with it the model request
+        log.info("reply to %s stopped by the stop button", job.lease.job_id)
+        return True
+
+    def _end_stopped_orphan(self, orphan: Orphan) -> None:
+        """A stopped reply whose instance died before ending it: end its messages as they stand, never rerun it."""
+        request = self.rebuild(orphan.payload) if self.rebuild is not None else None
+
+        async def end() -> None:
+            if request is not None:
+                bot_id = request.bot.identity.id
+                # A one-message reply records no count (leases.py): its first message is every run's.
+                for index in range(max(orphan.messages, 1)):
+                    try:
+                        await self.gateway.update_message(reply_message_id(orphan.id, index), bot_id,
+                                                          {"generating": False})
+                    except StreamError as exc:
+                        log.warning("could not end message %d of the stopped reply to %s: %s", index, orphan.id, exc)
+                with contextlib.suppress(StreamError):
+                    await self.gateway.send_event(request.cid, bot_id, {
+                        "type": "ai_indicator.clear", "message_id": reply_message_id(orphan.id, 0)})
+            await self.shared.finish(orphan.id)
+
+        self._chore(end())
 
     # -- shutdown ------------------------------------------------------------------------------------
 
@@ -264,6 +331,7 @@ class Replies:
             request.cid,
             bot.identity.id,
             parent_id=request.parent_id,
+            answer_to=request.message_id,
             streaming=bot.streaming,
             interval=bot.update_interval_ms / 1000,
             max_length=self.max_message_length.get(request.channel_type, DEFAULT_MAX_MESSAGE_LENGTH),
@@ -274,10 +342,15 @@ class Replies:
         assert task is not None
         relay.on_lost = lambda lost: self._stop_quietly(task, job, "duplicate" if lost.reason == "duplicate"
                                                         else "lease_lost")
+        if bot.stop and lease.durable:
+            await self.shared.track(lease.job_id, request.cid)  # before anything shows: a stop can find it
+        if bot.threads and self.threads is not None:
+            self._chore(self.threads.answering(request, lease.message_id(0)))
         if lease.rerun and await self._already_answered(job):
             return
         relay.open()
         outcome = "ok"
+        job.answering = True
         try:
             if lease.attempt > MAX_ATTEMPTS:
                 raise ProviderError(TOO_MANY_ATTEMPTS)
@@ -297,6 +370,11 @@ class Replies:
             outcome = "failed"
             relay.append(_interrupted(relay.text, error.text))
         except asyncio.CancelledError:
+            if job.stopped:
+                # The stop button: the messages keep what they show (the relay writes no more text).
+                await self._close(job, relay, failed=False)
+                self._record(request, "stopped", started, relay)
+                return
             if job.quiet is not None:
                 relay.abandon()
                 self._record(request, job.quiet, started, relay)
@@ -360,7 +438,7 @@ class Replies:
         self.metrics.reply_seconds.labels(command, outcome).observe(elapsed)
         if relay.first_text_at is not None:
             self.metrics.first_text_seconds.labels(command).observe(relay.first_text_at - started)
-        if outcome != "ok":
+        if outcome not in ("ok", "stopped"):
             self.metrics.provider_errors.labels(command, outcome).inc()
 
     def _apology(self, request: CommandRequest, error: BaseException) -> str:
@@ -372,16 +450,6 @@ class Replies:
         # The words come from plugins (the default is plugins/default_error_reply.py); this is
         # for when they fail or a deployment has unregistered them all.
         return str(text) if text else LAST_RESORT_APOLOGY.format(name=request.bot.identity.name)
-
-    def _history_reader(self, request: CommandRequest) -> Any:
-        async def history(limit: int) -> list[ChatMessage]:
-            # The reply's own messages are left out: a rerun finds its earlier run's text there.
-            own = {request.message_id, *(reply_message_id(job_id(request), index) for index in range(OWN_MESSAGES))}
-            messages = await self.gateway.history(request.cid, request.parent_id, limit + 1 + OWN_MESSAGES)
-            kept = [message for message in messages if message.id not in own and message.text.strip()]
-            return kept[-limit:]
-
-        return history
 
 
 def _count_tokens(metrics: Metrics, command: str, usage: Usage) -> None:

@@ -210,6 +210,20 @@ class StreamGateway:
         response = await self._call("GetApp", "read app settings", self.client.get_app_settings())
         return (response.get("app") or {}).get("custom_action_handler_url") or ""
 
+    async def event_hooks(self) -> list[dict[str, Any]]:
+        response = await self._call("GetApp", "read app settings", self.client.get_app_settings())
+        return list((response.get("app") or {}).get("event_hooks") or [])
+
+    async def set_event_hooks(self, hooks: list[dict[str, Any]]) -> None:
+        """Replace the app's event hooks with ``hooks`` (Stream deletes any left out)."""
+        await self._call("UpdateApp", "set the event hooks", self.client.update_app_settings(event_hooks=hooks))
+
+    async def add_members(self, cid: str, user_ids: list[str]) -> None:
+        """Make users members of an existing channel (adding a member again changes nothing)."""
+        channel_type, _, channel_id = cid.partition(":")
+        await self._call("UpdateChannel", f"add members to {cid}",
+                         self.client.channel(channel_type, channel_id).add_members(user_ids))
+
     async def set_handler_url(self, url: str) -> None:
         await self._call("UpdateApp", "set the command handler URL", self.client.update_app_settings(custom_action_handler_url=url))
 
@@ -257,10 +271,11 @@ class StreamGateway:
                 self.client.channel(channel_type, channel_id).query(messages={"limit": limit}, watch=False, presence=False),
             )
             messages = state.get("messages", [])
-        return [_chat_message(message) for message in messages[-limit:] if message.get("type") != "deleted"]
+        return [chat_message(message) for message in messages[-limit:] if message.get("type") != "deleted"]
 
 
-def _chat_message(message: dict[str, Any]) -> ChatMessage:
+def chat_message(message: dict[str, Any]) -> ChatMessage:
+    """A message as Stream stores it, as a provider sees it."""
     return ChatMessage(
         id=message.get("id", ""),
         user_id=(message.get("user") or {}).get("id", ""),
@@ -268,6 +283,9 @@ def _chat_message(message: dict[str, Any]) -> ChatMessage:
         command=message.get("command") or None,
         args=message.get("args") or "",
         created_at=message.get("created_at") or "",
+        mentioned_users=tuple(user["id"] if isinstance(user, dict) else user
+                              for user in message.get("mentioned_users") or ()),
+        answer_to=message.get("answer_to") or None,
     )
 
 

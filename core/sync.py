@@ -5,7 +5,8 @@ idempotent and safe to race: a second start with the same config writes nothing;
 answered "already exists" (another instance was quicker) becomes an update; and after any
 write the plan is made again from what Stream now holds, until nothing is left to do.
 Channel types get the *union* of their current commands and ours, because Stream replaces
-the list on update and would otherwise drop ``giphy`` and anyone else's commands.
+the list on update and would otherwise drop ``giphy`` and anyone else's commands, and the
+app's event hooks are merged the same way (slashbots.event_hook).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slashbots.config import Bot, Config
+from slashbots.event_hook import HookChange, events_url_of, plan_hooks, wanted_hook
 from slashbots.stream import StreamError, StreamGateway
 
 log = logging.getLogger("slashbots.sync")
@@ -38,12 +40,13 @@ class SyncPlan:
     on_foreign_handler: str = "replace"
     prune: list[str] = field(default_factory=list)  # our commands that bots.yaml no longer has
     max_message_length: dict[str, int] = field(default_factory=dict)  # per channel type, where set
+    event_hooks: HookChange | None = None
 
     @property
     def writes(self) -> int:
         """Writes besides the user upsert (which is always made: Stream has no cheap diff for it)."""
         return (len(self.create) + len(self.update) + len(self.channel_types) + (self.handler_url is not None)
-                + len(self.prune))
+                + len(self.prune) + (self.event_hooks is not None))
 
     def describe(self) -> list[str]:
         lines = [f"upsert bot user {user['id']} ({user['name']})" for user in self.users]
@@ -62,8 +65,10 @@ class SyncPlan:
             current, wanted = self.handler_url
             taking = "; it points at another deployment, and on_foreign_handler: replace takes it over" if self.foreign_handler else ""
             lines.append(f"set custom_action_handler_url to {wanted} (was {current or 'unset'}{taking})")
+        if self.event_hooks is not None:
+            lines.append(self.event_hooks.describe())
         if not self.writes:
-            lines.append("commands, channel types and handler URL already match bots.yaml")
+            lines.append("commands, channel types, handler URL and event hooks already match bots.yaml")
         return lines
 
 
@@ -71,7 +76,8 @@ def wanted_command(bot: Bot) -> dict[str, Any]:
     return {"description": bot.description, "args": bot.args, "set": COMMAND_SET}
 
 
-async def plan_sync(gateway: StreamGateway, config: Config, handler_url: str | None, *, prune: bool = False) -> SyncPlan:
+async def plan_sync(gateway: StreamGateway, config: Config, handler_url: str | None, *, prune: bool = False,
+                    events_url: str | None = None) -> SyncPlan:
     plan = SyncPlan(on_foreign_handler=config.stream.on_foreign_handler)
     seen: set[str] = set()
     for bot in config.bots:
@@ -116,6 +122,13 @@ async def plan_sync(gateway: StreamGateway, config: Config, handler_url: str | N
         if current_url != handler_url:
             plan.handler_url = (current_url, handler_url)
             plan.foreign_handler = current_url or None  # an empty URL belongs to nobody
+
+    if events_url:
+        plan.event_hooks = plan_hooks(await gateway.event_hooks(), wanted_hook(config.bots, events_url), events_url,
+                                      events_url_of(plan.foreign_handler))
+    elif any(bot.needs_events for bot in config.bots):
+        log.warning("no events URL: set SLASHBOTS_PUBLIC_URL (or stream.events_url) so Stream can reach /events; "
+                    "until then no bot answers mentions, follow-ups or the stop button")
     return plan
 
 
@@ -157,6 +170,12 @@ async def apply_sync(gateway: StreamGateway, plan: SyncPlan) -> None:
         await gateway.set_channel_type_commands(channel_type, commands)
     for name in plan.prune:
         await gateway.delete_command(name)
+    # Before the handler URL: once that is ours, another deployment's hook could no longer be told from anyone's.
+    if plan.event_hooks is not None:
+        if plan.event_hooks.action == "take_over":
+            log.warning("the app's event hook pointed at %s; it now points here, at %s (stream.on_foreign_handler: "
+                        "replace)", plan.event_hooks.taken_from, plan.event_hooks.url)
+        await gateway.set_event_hooks(plan.event_hooks.after)
     if plan.handler_url is not None:
         if plan.foreign_handler:
             log.warning("the Stream app's command handler URL pointed at %s; it now points here, at %s "
@@ -165,7 +184,7 @@ async def apply_sync(gateway: StreamGateway, plan: SyncPlan) -> None:
 
 
 async def sync_bots(gateway: StreamGateway, config: Config, handler_url: str | None, *, dry_run: bool = False,
-                    prune: bool = False) -> SyncPlan:
+                    prune: bool = False, events_url: str | None = None) -> SyncPlan:
     """Plan, then (unless ``dry_run``) apply, and plan again until Stream holds what bots.yaml says.
 
     Raises SyncRefused when the plan would take another deployment's app (see ``check_plan``).
@@ -174,7 +193,7 @@ async def sync_bots(gateway: StreamGateway, config: Config, handler_url: str | N
         log.warning("no handler URL: set SLASHBOTS_PUBLIC_URL (or stream.webhook_url) so Stream can reach /webhook")
     first: SyncPlan | None = None
     for _ in range(MAX_ROUNDS):
-        plan = await plan_sync(gateway, config, handler_url, prune=prune)
+        plan = await plan_sync(gateway, config, handler_url, prune=prune, events_url=events_url)
         check_plan(plan)
         if dry_run:
             return plan
@@ -197,4 +216,13 @@ def handler_url_for(config: Config, public_url: str | None) -> str | None:
         return config.stream.webhook_url
     if public_url:
         return public_url.rstrip("/") + "/webhook"
+    return None
+
+
+def events_url_for(config: Config, public_url: str | None) -> str | None:
+    """``stream.events_url`` if set, else ``$SLASHBOTS_PUBLIC_URL/events``, else None."""
+    if config.stream.events_url:
+        return config.stream.events_url
+    if public_url:
+        return public_url.rstrip("/") + "/events"
     return None

@@ -50,11 +50,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from starlette.applications import Starlette
+    from stream_chat import StreamChatAsync
+
     from slashbots.config import Config
     from slashbots.sandbox.loopback import LoopbackServer
     from slashbots.sandbox.standin import StreamStandIn
-    from starlette.applications import Starlette
-    from stream_chat import StreamChatAsync
 
 API_KEY = "test-key"
 API_SECRET = "test-secret-that-is-long-enough-for-hs256"  # PyJWT wants 32+ bytes for HS256
@@ -82,13 +83,15 @@ def stream_standin() -> Iterator[Stream]:
 
 
 async def send(chat: StreamChatAsync, text: str, *, user: str = "alice", cid: str = "messaging:general",
-               parent_id: str | None = None) -> dict[str, Any]:
+               parent_id: str | None = None, mentioned_users: Sequence[str] = ()) -> dict[str, Any]:
     """Type ``text`` as ``user``; returns the message as Stream answered the sender."""
     channel_type, _, channel_id = cid.partition(":")
     await chat.upsert_user({"id": user, "name": user.title()})
     message: dict[str, Any] = {"text": text}
     if parent_id:
         message["parent_id"] = parent_id
+    if mentioned_users:
+        message["mentioned_users"] = list(mentioned_users)
     response = await chat.channel(channel_type, channel_id).send_message(message, user)
     return response["message"]
 
@@ -267,7 +270,7 @@ class Bots:
             known = ", ".join(f"/{b.command}" for b in self.config.bots)
             raise ValueError(f"{text!r} does not start with a command of these bots ({known})")
         async with StreamChatAsync(API_KEY, API_SECRET, base_url=self.stream.url) as chat:
-            sent = await send(chat, text, user=user, cid=cid, parent_id=parent_id)
+            sent = await send(chat, text, user=user, cid=cid, parent_id=parent_id, mentioned_users=self._mentioned(text))
         if sent["type"] == "error":
             raise AssertionError(f"{text!r} was turned down; {user} was told: {sent['text']}")
         if sent.get("command") != name:
@@ -283,6 +286,97 @@ class Bots:
             outcome = {key: hook[0][key] for key in ("url", "status", "error", "outcome")} if hook else "none was made"
             raise AssertionError(f"{bot.identity.name} posted no reply to {text!r}; Stream's webhook call: {outcome}")
         return "\n".join(m["text"] for m in replies)
+
+
+    async def message(self, text: str, *, user: str = "alice", cid: str = "messaging:general",
+                      parent_id: str | None = None, timeout: float = 10.0) -> str | None:
+        """Send ``text`` as ``user`` in ``cid``, an ordinary message, and return the bots' answer to it, if any.
+
+        ``@Name`` or ``@id`` of any bot in ``text`` mentions that bot (as a chat client's composer
+        does); the message reaches the bots the way Stream sends it, over the event webhook.
+        Returns once everything the message set off has finished: the answer of the bot it
+        asked (several bots' answers, joined by blank lines), or None when no bot answered.
+        """
+        sent = await self._send(text, user=user, cid=cid, parent_id=parent_id)
+        await self._settle(sent["id"], timeout)
+        answers = [m for m in self.messages(cid) if m.get("answer_to") == sent["id"]]
+        if not answers:
+            return None
+        by_bot: dict[str, list[str]] = {}
+        for answer in answers:
+            by_bot.setdefault(answer["user"]["id"], []).append(answer["text"])
+        return "\n\n".join("\n".join(texts) for texts in by_bot.values())
+
+    async def reply(self, parent: str | Mapping[str, Any], text: str, *, user: str = "alice",
+                    cid: str = "messaging:general", timeout: float = 10.0) -> str | None:
+        """Reply with ``text`` in the thread under ``parent`` and return the bots' answer, as ``message`` does.
+
+        ``parent`` is the message to reply under: its id, the message (a dict from ``messages()``),
+        or its text (the latest message in ``cid`` with exactly that text, such as an answer
+        ``message`` or ``command`` returned).
+        """
+        return await self.message(text, user=user, cid=cid, parent_id=self._find(parent, cid), timeout=timeout)
+
+    async def stop(self, cid: str = "messaging:general", *, message_id: str | None = None, user: str = "alice",
+                   timeout: float = 10.0) -> None:
+        """Press the stop button in ``cid`` as ``user`` (``ai_indicator.stop``, as stream-chat's
+        ``channel.stopAIResponse()`` sends it); returns once the replies it stopped have ended."""
+        from stream_chat import StreamChatAsync
+
+        channel_type, _, channel_id = cid.partition(":")
+        event: dict[str, Any] = {"type": "ai_indicator.stop"}
+        if message_id:
+            event["message_id"] = message_id
+        async with StreamChatAsync(API_KEY, API_SECRET, base_url=self.stream.url) as chat:
+            await chat.upsert_user({"id": user, "name": user.title()})
+            await chat.channel(channel_type, channel_id).send_event(event, user)
+        await self._settle(None, timeout, event_type="ai_indicator.stop", replies=False)
+        await wait_for(lambda: not [job for job in self.app.state.replies.running.values()
+                                    if job.stopped and job.request.cid == cid], timeout, "the stopped replies to end")
+
+    async def _send(self, text: str, *, user: str, cid: str, parent_id: str | None) -> dict[str, Any]:
+        from stream_chat import StreamChatAsync
+
+        async with StreamChatAsync(API_KEY, API_SECRET, base_url=self.stream.url) as chat:
+            sent = await send(chat, text, user=user, cid=cid, parent_id=parent_id, mentioned_users=self._mentioned(text))
+        if sent["type"] == "error":
+            raise AssertionError(f"{text!r} was turned down; {user} was told: {sent['text']}")
+        return sent
+
+    def _mentioned(self, text: str) -> list[str]:
+        """The bots ``text`` mentions as ``@Name`` or ``@id``, as a composer would send them."""
+        lowered = text.lower()
+        found = [b.identity.id for b in self.config.bots
+                 if f"@{b.identity.name}".lower() in lowered or f"@{b.identity.id}".lower() in lowered]
+        return list(dict.fromkeys(found))
+
+    async def _settle(self, message_id: str | None, timeout: float, event_type: str = "message.new", *,
+                      replies: bool = True) -> None:
+        """Until Stream has delivered the event to /events, and the work it set off has ended (with
+        ``replies``, every reply running)."""
+        url = self.url + "/events"
+
+        def delivered() -> bool:
+            calls = [call for call in self.standin.event_hook_calls if call["url"] == url
+                     and call["event_type"] == event_type
+                     and (message_id is None or (call["payload"].get("message") or {}).get("id") == message_id)]
+            return all(call["outcome"] != "pending" for call in calls)
+
+        await wait_for(delivered, timeout, f"Stream to deliver the {event_type} event")
+        await wait_for(lambda: not self.app.state.events.pending, timeout, "the event's background work")
+        if replies:
+            await wait_for(lambda: not self.app.state.replies.running, timeout, "the replies to finish")
+
+    def _find(self, parent: str | Mapping[str, Any], cid: str) -> str:
+        if isinstance(parent, Mapping):
+            return str(parent["id"])
+        messages = self.messages(cid)
+        if any(m["id"] == parent for m in messages):
+            return parent
+        found = [m for m in messages if m.get("text") == parent]
+        if not found:
+            raise ValueError(f"no message in {cid} has the id or text {parent!r}")
+        return str(found[-1]["id"])
 
 
 class Slashbots:

@@ -22,12 +22,10 @@ from slashbots.config import Bot
 from slashbots.metrics import Metrics
 from slashbots.provider import CommandRequest
 from slashbots.shared import SharedState
-from slashbots.signature import BodyError, decompress, verify
+from slashbots.signed_request import Rejected, signed_body
 
 log = logging.getLogger("slashbots.webhook")
 
-MAX_BODY = 256 * 1024  # bytes on the wire; Stream's messages are capped far below this
-MAX_INFLATED = 1024 * 1024
 MAX_TEXT = 20_000  # Stream's own ceiling for a channel type's max_message_length
 
 
@@ -85,28 +83,10 @@ class WebhookEndpoint:
 
     async def _answer(self, headers: Headers, receive: Receive) -> tuple[Answer, str, str]:
         """The answer, the command it was for ("" if none could be read) and what became of it."""
-        content_type = headers.get("content-type", "application/json")
-        if "json" not in content_type.lower():
-            return _refuse(415, f"expected a JSON body, got Content-Type {content_type[:100]!r}"), "", "unsupported_media_type"
-        signature = headers.get("x-signature")
-        if not signature:
-            return _refuse(401, "missing X-Signature header"), "", "unauthorized"
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY:
-            return _refuse(413, f"body larger than {MAX_BODY} bytes"), "", "too_large"
-        raw = await _read(receive)
-        if raw is None:
-            return _refuse(413, f"body larger than {MAX_BODY} bytes"), "", "too_large"
         try:
-            body = decompress(raw, MAX_INFLATED)
-        except BodyError as exc:
-            return _refuse(400, str(exc)), "", "bad_request"
-        if not verify(body, signature, self.api_secret):
-            return _refuse(401, "signature does not match the body"), "", "unauthorized"
-        api_key = headers.get("x-api-key")
-        if api_key is not None and api_key != self.api_key:
-            return _refuse(401, "X-Api-Key is not this app's key"), "", "unauthorized"
-
+            body = await signed_body(headers, receive, api_key=self.api_key, api_secret=self.api_secret)
+        except Rejected as rejected:
+            return _refuse(rejected.status, rejected.reason), "", rejected.outcome
         try:
             payload = json.loads(body)
         except (UnicodeDecodeError, RecursionError, ValueError):
@@ -155,23 +135,6 @@ class WebhookEndpoint:
         if self.replies.full:
             return "busy", f"The bots are busy right now. Please try {command} again shortly."
         return None
-
-
-async def _read(receive: Receive) -> bytes | None:
-    """The raw body, or None once it passes MAX_BODY (reading stops there)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        event = await receive()
-        if event["type"] == "http.disconnect":
-            return b"".join(chunks)  # nobody is left to answer; the body is checked like any other
-        chunk = event.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-        if not event.get("more_body", False):
-            return b"".join(chunks)
 
 
 def _check_payload(payload: Any) -> str | None:

@@ -32,7 +32,6 @@ from slashbots.testing import (  # noqa: F401
     wait_for,
     wait_until_ready,
 )
-
 from tests.support.redis_server import RedisServer, require_redis_server  # noqa: E402
 
 ECHO_BOT = """\

@@ -12,11 +12,11 @@ from typing import AsyncIterator
 import pytest
 
 from slashbots.budgets import Budget, Reservation, Settlement, charges, over_budget, period_start
+from slashbots.metrics import Metrics
 from slashbots.ratelimit import Rate
 from slashbots.shared import Job
 from slashbots.shared.local import LocalState
 from slashbots.shared.redis_state import RedisState
-from slashbots.metrics import Metrics
 
 NOW = datetime(2026, 11, 26, 20, 47, 30, tzinfo=timezone.utc).timestamp()
 PER_USER = MappingProxyType({"user": Budget(100, "day")})

@@ -89,6 +89,42 @@ def test_sync_dry_run_prints_the_plan_and_writes_nothing(stream, write_config) -
     assert "already match bots.yaml" in result.stdout
 
 
+def test_sync_dry_run_shows_the_event_hook_and_keeps_others(stream, write_config) -> None:
+    env = {"STREAM_CHAT_URL": stream.url, "SLASHBOTS_PUBLIC_URL": "https://bots.example.com"}
+    config = str(write_config(ECHO_BOT + "    mentions: true\n    stop: true\n"))
+    result = run("sync", "--dry-run", "--config", config, env=env)
+    assert result.returncode == 0, result.stderr
+    assert ("add event hook https://bots.example.com/events for message.new and custom events "
+            "(keeping the app's 0 other hooks as they are)") in result.stdout
+    assert stream.standin.writes("app") == []
+    assert run("sync", "--config", config, env=env).returncode == 0
+    assert "already match bots.yaml" in run("sync", "--dry-run", "--config", config, env=env).stdout
+
+
+async def test_join_adds_the_bots_user_to_channels_once(stream, write_config, chat) -> None:
+    await chat.upsert_user({"id": "alice", "name": "Alice"})
+    for name in ("general", "random"):
+        await chat.channel("messaging", name, {"members": ["alice"]}).create("alice")
+    env = {"STREAM_CHAT_URL": stream.url}
+    config = str(write_config(ECHO_BOT + "    mentions: true\n"))
+    for _ in range(2):  # twice: the second changes nothing
+        result = run("join", "echo", "messaging:general", "messaging:random", "--config", config, env=env)
+        assert result.returncode == 0, result.stderr
+        assert "Echo bot (echo-bot) is a member of messaging:general\n" in result.stdout
+    assert stream.standin.members("messaging:general") == ["alice", "echo-bot"]
+    assert stream.standin.members("messaging:random") == ["alice", "echo-bot"]
+    assert stream.standin.user("echo-bot")["name"] == "Echo bot"
+
+    missing = run("join", "echo", "messaging:nowhere", "--config", config, env=env)
+    assert missing.returncode == 1 and "error: messaging:nowhere: add members to messaging:nowhere: Stream answered 404" \
+        in missing.stderr
+    unknown = run("join", "nope", "messaging:general", "--config", config, env=env)
+    assert unknown.returncode == 2 and "has no bot with the command 'nope' (it has: echo)" in unknown.stderr
+    assert "channels are given as type:id" in run("join", "echo", "general", "--config", config, env=env).stderr
+    quiet = run("join", "echo", "messaging:general", "--config", str(write_config(ECHO_BOT)), env=env)
+    assert "note: /echo has mentions: false" in quiet.stdout
+
+
 def test_sync_with_a_wrong_secret_says_so_without_leaking_it(stream, tmp_path) -> None:
     path = tmp_path / "bots.yaml"
     path.write_text(f"stream:\n  api_key: {API_KEY}\n  api_secret: ${{SECRET}}\nbots:\n{ECHO_BOT}")

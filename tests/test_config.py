@@ -173,6 +173,11 @@ def entry(command: str = "echo", index: int = 0) -> str:
          "(calendar days and months, in UTC), got '5000/day'"),
         (bots(entry("x", 0) + "    budget: {per_bot: 5000 tokens/year}\n"), "bots[0].budget.per_bot: expected a budget"),
         (bots(entry("x", 0) + "    budget: 5000 tokens/day\n"), "bots[0].budget: expected a mapping, got '5000 tokens/day'"),
+        (bots(entry("x", 0) + "    mentions: yes please\n"), "bots.yaml:7: bots[0].mentions: expected true or false"),
+        (bots(entry("x", 0) + "    threads: 1\n"), "bots[0].threads: expected true or false, got 1"),
+        (bots(entry("x", 0) + "    stop: often\n"), "bots[0].stop: expected true or false, got 'often'"),
+        (bots(entry("a", 0) + "    mentions: true\n", entry("b", 0) + "    mentions: true\n"),
+         "bots.yaml:13: bots[1].mentions: bots[0] (/a) and bots[1] (/b) both answer mentions of 'bot-0'"),
     ],
 )
 def test_bot_rejections(text: str, expected: str) -> None:
@@ -215,3 +220,25 @@ def test_budgets_and_access_rules_load() -> None:
     assert bot.access.deny.users == {"mallory"} and not bot.access.deny.roles
     assert {scope: (b.tokens, b.period) for scope, b in bot.budgets.items()} == {"user": (50000, "day"),
                                                                                    "bot": (1000, "month")}
+
+
+def test_conversation_switches_are_off_unless_turned_on() -> None:
+    config = parse(bots(entry("x", 0) + "    mentions: true\n    threads: true\n    stop: true\n", entry("y", 1)))
+    x, y = config.bots
+    assert (x.mentions, x.threads, x.stop, x.needs_events) == (True, True, True, True)
+    assert (y.mentions, y.threads, y.stop, y.needs_events) == (False, False, False, False)
+
+
+def test_bots_sharing_an_identity_may_both_answer_in_threads_if_only_one_takes_mentions() -> None:
+    text = bots(entry("a", 0) + "    mentions: true\n    threads: true\n", entry("b", 0) + "    threads: true\n")
+    assert [(bot.mentions, bot.threads) for bot in parse(text).bots] == [(True, True), (False, True)]
+
+
+def test_events_url_and_thread_memory() -> None:
+    config = parse("stream:\n  events_url: https://bots.example.com/stream-events\n"
+                   "server:\n  thread_memory_days: 30\n" + bots(entry("x", 0)))
+    assert config.stream.events_url == "https://bots.example.com/stream-events"
+    assert config.server.thread_memory_days == 30
+    assert parse(bots(entry("x", 0))).server.thread_memory_days == 7
+    assert "stream.events_url: expected an http(s) URL" in rejection("stream:\n  events_url: bots\n" + bots(entry("x", 0)))
+    assert "server.thread_memory_days: expected a number" in rejection("server:\n  thread_memory_days: 0\n" + bots(entry("x", 0)))

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from stream_chat import StreamChatAsync
+
 from slashbots import hookimpl
 from slashbots.config import ConfigError
 from slashbots.testing import (
@@ -34,7 +36,6 @@ from slashbots.testing import (
     stream_standin,
     wait_until_ready,
 )
-from stream_chat import StreamChatAsync
 
 pytestmark = pytest.mark.slow  # a fresh venv: skip with -m 'not slow' while developing
 

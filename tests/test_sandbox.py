@@ -222,6 +222,30 @@ async def test_echo_answers_live_through_the_signed_webhook(sandbox: Sandbox) ->
     assert any(m["id"] == event["message"]["id"] for m in await view(sandbox.url, "bob"))
 
 
+async def test_a_mention_sent_through_the_api_is_answered_in_its_thread_view(sandbox: Sandbox) -> None:
+    members = httpx.get(sandbox.url + "/sandbox/api/channels").json()["channels"][0]["members"]
+    assert [(m["id"], m["name"]) for m in members] == [
+        ("alice", "Alice"), ("bob", "Bob"), ("chatgpt-bot", "ChatGPT bot"), ("echo-bot", "Echo bot")]  # bots joined
+    async with listen(sandbox.url, "alice") as alice:
+        async with httpx.AsyncClient() as client:
+            sent = (await client.post(f"{sandbox.url}/sandbox/api/messages", json={
+                "cid": GENERAL, "user_id": "alice", "text": "@Echo bot start", "mentioned_users": ["echo-bot"]})).json()
+        event = await alice.until(lambda e: reply_from("echo-bot")(e) and e["message"]["text"] == "start")
+        async with httpx.AsyncClient() as client:
+            await client.post(f"{sandbox.url}/sandbox/api/messages", json={
+                "cid": GENERAL, "user_id": "bob", "text": "in the thread", "parent_id": event["message"]["id"]})
+            thread = (await client.get(f"{sandbox.url}/sandbox/api/thread",
+                                       params={"cid": GENERAL, "parent_id": event["message"]["id"]})).json()
+            missing = await client.get(f"{sandbox.url}/sandbox/api/thread", params={"cid": GENERAL, "parent_id": "nope"})
+            stop = await client.post(f"{sandbox.url}/sandbox/api/stop", json={"cid": GENERAL, "user_id": "bob"})
+            stranger = await client.post(f"{sandbox.url}/sandbox/api/stop", json={"cid": GENERAL, "user_id": "eve"})
+    assert event["message"]["answer_to"] == sent["message"]["id"]
+    assert thread["parent"]["text"] == "start" and [m["text"] for m in thread["messages"]] == ["in the thread"]
+    assert missing.status_code == 404
+    assert (stop.status_code, stop.json()) == (200, {"event": {"type": "ai_indicator.stop"}})  # nothing to stop: fine
+    assert stranger.status_code == 400
+
+
 async def test_gpt_without_an_openai_key_says_how_to_set_one(sandbox: Sandbox) -> None:
     async with listen(sandbox.url, "alice") as alice:
         await send(sandbox.url, "/gpt hi")
@@ -405,7 +429,7 @@ def test_slash_opens_the_command_autocomplete(page: Page) -> None:
     composer.press("ArrowDown")
     expect(menu.locator('.option[aria-selected="true"]')).to_contain_text("/echo")
     # While the list is open, Enter picks (and the note under the composer says so) ...
-    expect(page.locator("#note-picking")).to_contain_text("Enter or Tab to pick the command")
+    expect(page.locator("#note-picking")).to_contain_text("Enter or Tab to pick")
     expect(page.locator("#note-sending")).to_be_hidden()
     composer.press("Tab")
     expect(composer).to_have_value("/echo ")
@@ -471,3 +495,100 @@ def test_an_unknown_command_shows_only_for_its_sender(page: Page) -> None:
     expect(notice).to_have_count(0)
     page.get_by_role("radio", name="Alice").click()
     expect(notice).to_have_count(1)
+
+
+# ---- conversations on the page: @ mentions, threads, the stop button ----------------------------
+
+
+def mention(page: Page, typed: str, pick: str, text: str, composer: str = "#input") -> None:
+    """Type "@" and ``typed``, pick ``pick`` from the list, write ``text`` after it and send."""
+    box = page.locator(composer)
+    box.press_sequentially(f"@{typed}")
+    menu = page.locator("#autocomplete" if composer == "#input" else "#thread-autocomplete")
+    menu.locator(".option-name", has_text=pick).click()
+    expect(box).to_have_value(f"{pick} ")
+    box.press_sequentially(text)
+    box.press("Enter")
+
+
+@pytest.mark.slow
+def test_at_suggests_the_channels_members_and_a_picked_mention_is_answered(page: Page) -> None:
+    composer = page.locator("#input")
+    composer.press_sequentially("@")
+    menu = page.locator("#autocomplete")
+    expect(menu).to_be_visible()
+    # Members, bots first (the bots joined the sandbox's channels); never oneself.
+    expect(menu.locator(".option-name")).to_have_text(["@ChatGPT bot", "@Echo bot", "@Bob"])
+    composer.press_sequentially("ec")
+    expect(menu.locator(".option-name")).to_have_text(["@Echo bot"])
+    composer.press("Enter")
+    expect(composer).to_have_value("@Echo bot ")
+    expect(menu).to_be_hidden()
+    composer.press_sequentially("hello from a mention")
+    composer.press("Enter")
+    answer = bot_message(page, "Echo bot").filter(has_text="hello from a mention")
+    expect(answer.locator(".text")).to_have_text("hello from a mention")  # the mention itself taken out
+    # Typed by hand, with nothing picked, "@Echo bot" is only text: no mention, no answer (as in Stream).
+    composer.press_sequentially("@Echo bot")
+    composer.press("Escape")
+    composer.press_sequentially(" typed by hand")
+    composer.press("Enter")
+    expect(page.locator(".message.from-me").last.locator(".text")).to_have_text("@Echo bot typed by hand")
+    composer.press_sequentially("/echo after")
+    composer.press("Enter")
+    expect(bot_message(page, "Echo bot").locator(".text")).to_have_text("after")
+    expect(page.locator(".message.from-bot .text", has_text="typed by hand")).to_have_count(0)
+
+
+@pytest.mark.slow
+def test_a_thread_shows_its_replies_and_the_bot_follows_up_there(
+        page: Page, gpt_sandbox: tuple[Sandbox, OpenAIStandIn]) -> None:
+    _, openai = gpt_sandbox
+    openai.chats.extend([Stream(["A vector clock is a list of counters."]), Stream(["A Lamport clock is one counter."])])
+    mention(page, "Chat", "@ChatGPT bot", "what is a vector clock?")
+    answer = page.locator("#messages .message.from-bot").filter(has_text="A vector clock is a list of counters.")
+    expect(answer).not_to_have_class(re.compile(r"\bgenerating\b"))
+    answer.hover()
+    answer.get_by_role("button", name="Reply in thread").click()
+    thread = page.locator("#thread")
+    expect(thread).to_be_visible()
+    expect(thread.locator(".message").first.locator(".text")).to_have_text("A vector clock is a list of counters.")
+    reply = page.locator("#thread-input")
+    reply.press_sequentially("and a Lamport clock?")
+    reply.press("Enter")
+    follow_up = thread.locator(".message.from-bot").last
+    expect(follow_up.locator(".text")).to_have_text("A Lamport clock is one counter.")
+    expect(follow_up).not_to_have_class(re.compile(r"\bgenerating\b"))
+    expect(thread.locator(".message")).to_have_count(3)  # the parent, the follow-up, the answer
+    expect(answer.locator(".replies-link")).to_have_text("2 replies")
+    expect(page.locator("#messages .text", has_text="and a Lamport clock?")).to_have_count(0)  # only in the thread
+    asked = [m["content"] for m in openai.bodies("/chat/completions")[-1]["messages"] if m["role"] != "system"]
+    assert asked[-3:] == ["what is a vector clock?", "A vector clock is a list of counters.", "and a Lamport clock?"]
+    page.locator("#thread-close").click()
+    expect(thread).to_be_hidden()
+    answer.locator(".replies-link").click()  # and open again, from the count
+    expect(thread.locator(".message")).to_have_count(3)
+
+
+@pytest.mark.slow
+def test_the_stop_button_stops_a_generating_answer_where_it_stands(
+        page: Page, gpt_sandbox: tuple[Sandbox, OpenAIStandIn]) -> None:
+    _, openai = gpt_sandbox
+    slow = Stream([f"word{n} " for n in range(400)], pace=0.05)
+    openai.chats.append(slow)
+    mention(page, "Chat", "@ChatGPT bot", "write me an essay")
+    essay = bot_message(page, "ChatGPT bot").filter(has_text="word5")
+    stop = essay.get_by_role("button", name="Stop")
+    expect(stop).to_be_visible()
+    expect(page.locator("#indicator")).to_contain_text("ChatGPT bot is writing")
+    stop.click()
+    expect(essay).not_to_have_class(re.compile(r"\bgenerating\b"))
+    expect(essay.get_by_role("button", name="Stop")).to_have_count(0)
+    expect(page.locator("#indicator")).to_be_hidden()
+    shown = essay.locator(".text").text_content()
+    assert "word399" not in shown
+    slow.hung_up.wait(10)
+    assert slow.hung_up.is_set()  # the model request was cancelled, not left to run
+    page.reload()  # what Stream holds is what was shown
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    expect(bot_message(page, "ChatGPT bot").filter(has_text="word5").locator(".text")).to_have_text(shown)

@@ -13,9 +13,10 @@ import pytest
 from slashbots.metrics import Metrics
 from slashbots.ratelimit import Rate
 from slashbots.shared import Job
+from slashbots.shared.expiring import Expiring
 from slashbots.shared.local import LocalState
 from slashbots.shared.redis_state import RedisState, redacted
-from slashbots.testing import wait_for
+from tests.conftest import wait_for
 
 FIVE_A_MINUTE = [("echo:user:alice", Rate.parse("5/minute"))]
 
@@ -172,3 +173,88 @@ async def test_finished_jobs_are_forgotten_in_the_next_batch(redis_server) -> No
     client = redis_server.client()
     assert client.zcard("slashbots:test-app:leases") == 0
     assert not client.keys("slashbots:test-app:job:*")
+
+
+# ---- conversations: threads, public refusals, stops ------------------------------------------------
+
+STOPS = "slashbots:test-app:stops"
+
+
+async def subscribed(redis_server, count: int) -> None:
+    """Until ``count`` instances listen for stops (each subscribes in the background once started)."""
+    client = redis_server.client()
+    await wait_for(lambda: dict(client.pubsub_numsub(STOPS)).get(STOPS.encode(), 0) >= count, what="subscriptions")
+
+
+async def test_threads_a_bot_answered_in_are_known_to_every_instance_until_they_expire(redis_server) -> None:
+    async with instances(redis_server.url) as (a, b):
+        await a.remember_thread(["parent-1", "answer-1"], "gpt", ttl=60)
+        await b.remember_thread(["parent-1"], "echo", ttl=60)
+        assert await b.thread_bots("parent-1") == {"gpt", "echo"}
+        assert await a.thread_bots("answer-1") == {"gpt"}
+        assert await a.thread_bots("someone-elses") == set()
+        await a.remember_thread(["short"], "gpt", ttl=0.05)
+        await wait_for(lambda: not redis_server.client().exists("slashbots:test-app:thread:short"), what="expiry")
+        assert await b.thread_bots("short") == set()
+    assert 59_000 < redis_server.client().pttl("slashbots:test-app:thread:parent-1") <= 60_000
+
+
+async def test_a_public_refusal_is_allowed_once_a_window_across_instances(redis_server) -> None:
+    async with instances(redis_server.url) as (a, b):
+        assert [await a.first_in("refusal:alice", 60), await b.first_in("refusal:alice", 60)] == [True, False]
+        assert await b.first_in("refusal:bob", 60) is True
+
+
+async def test_a_stop_reaches_the_instance_running_the_job_and_marks_it_for_good(redis_server) -> None:
+    async with instances(redis_server.url) as (runner, other):
+        heard: list[set[str]] = []
+        runner.on_stop(heard.append)
+        for job in ("gpt:m1", "gpt:m2"):
+            assert (await runner.admit([f"message:{job}"], [], job=Job(job, "{}"))).outcome == "accepted"
+            await runner.track(job, "messaging:general")
+        await runner.track("gpt:gone", "messaging:general")  # finished long ago: its hash is gone
+        await subscribed(redis_server, 2)
+        assert sorted(await other.running_in("messaging:general")) == ["gpt:gone", "gpt:m1", "gpt:m2"]
+        assert await other.running_in("messaging:random") == []
+
+        await other.stop(["gpt:m1", "gpt:gone"])
+        await wait_for(lambda: heard, what="the stop to be heard")
+        assert heard == [{"gpt:m1"}]  # told at once, over pub/sub; the finished job is left alone
+        assert not redis_server.client().exists("slashbots:test-app:job:gpt:gone")
+        # Whatever is missed on pub/sub is found within a renewal, or at the next write's fence check.
+        heard.clear()
+        assert await runner.renew({"gpt:m1", "gpt:m2"}) == set()  # stopped is not lost: it is still ours to end
+        assert heard == [{"gpt:m1"}]
+        assert await runner.owns("gpt:m1") is False and heard[-1] == {"gpt:m1"}
+        assert await runner.owns("gpt:m2") is True
+
+
+async def test_a_stopped_job_whose_instance_died_is_claimed_as_stopped(redis_server) -> None:
+    async with instances(redis_server.url) as (dead, alive):
+        await dead.admit(["message:m1"], [], job=Job("gpt:m1", "{}"))
+        await alive.stop(["gpt:m1"])
+        await dead.release(["gpt:m1"])  # its lease lapses at once
+        [orphan] = await alive.claim_orphans(most=5)
+    assert (orphan.id, orphan.stopped) == ("gpt:m1", True)
+
+
+async def test_local_state_remembers_threads_and_refusals_in_process() -> None:
+    state = LocalState(writes_per_second=10)
+    await state.remember_thread(["p1"], "gpt", ttl=60)
+    await state.remember_thread(["p1"], "echo", ttl=60)
+    assert await state.thread_bots("p1") == {"gpt", "echo"}
+    assert await state.thread_bots("p2") == set()
+    assert [await state.first_in("refusal:alice", 60) for _ in range(2)] == [True, False]
+    assert await state.running_in("messaging:general") == []  # Replies knows the jobs of one process
+
+
+def test_expiring_entries_go_at_their_time_or_when_crowded_out() -> None:
+    now = [0.0]
+    memory: Expiring[str] = Expiring(capacity=2, clock=lambda: now[0])
+    memory.set("a", "1", ttl=10)
+    memory.set("b", "2", ttl=1)
+    now[0] = 1.0
+    assert (memory.get("a"), memory.get("b")) == ("1", None)
+    memory.set("c", "3", ttl=10)
+    memory.set("d", "4", ttl=10)
+    assert (memory.get("a"), memory.get("c"), memory.get("d"), len(memory)) == (None, "3", "4", 2)

@@ -6,8 +6,8 @@ import signal
 import time
 
 import pytest
-from slashbots.testing import send
 
+from slashbots.testing import send
 from tests.conftest import API_KEY, API_SECRET, bot_messages, wait_for
 from tests.support.processes import serve_process
 

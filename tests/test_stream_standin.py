@@ -416,6 +416,43 @@ async def test_thread_replies(client: StreamChatAsync, standin: StreamStandIn) -
         await channel.send_message({"text": "orphan", "parent_id": "nope"}, "bot")
 
 
+async def test_messages_are_soft_deleted_by_default_and_gone_when_hard_deleted(
+    client: StreamChatAsync, standin: StreamStandIn
+) -> None:
+    channel = client.channel("messaging", "general")
+    parent = (await channel.send_message({"text": "question"}, "alice"))["message"]
+    soft = (await channel.send_message({"text": "oops"}, "alice"))["message"]
+    reply = (await channel.send_message({"text": "leftover", "parent_id": parent["id"]}, "bot"))["message"]
+    deleted = (await client.delete_message(soft["id"]))["message"]
+    assert (deleted["type"], bool(deleted["deleted_at"])) == ("deleted", True)
+    assert standin.message(soft["id"])["type"] == "deleted"  # still there, marked
+    await client.delete_message(reply["id"], hard=True)
+    assert standin.message(reply["id"]) is None
+    assert (await client.get_message(parent["id"]))["message"]["reply_count"] == 0
+    with pytest.raises(StreamAPIException) as missing:
+        await client.delete_message(reply["id"], hard=True)
+    assert missing.value.status_code == 404
+    events = [(e["type"], e.get("hard_delete", False)) for e in standin.published(CID) if e["type"] == "message.deleted"]
+    assert events == [("message.deleted", False), ("message.deleted", True)]
+    assert [c["operation"] for c in standin.writes("message")][-2:] == ["DeleteMessage", "DeleteMessage"]
+
+
+async def test_members_are_added_once_and_only_to_a_channel_that_exists(
+    client: StreamChatAsync, standin: StreamStandIn
+) -> None:
+    channel = client.channel("messaging", "general", {"members": ["alice"]})
+    await channel.create("alice")
+    await client.upsert_user({"id": "gpt-bot", "name": "GPT bot"})
+    for _ in range(2):
+        answer = await channel.add_members(["gpt-bot"])
+        assert [m["user_id"] for m in answer["members"]] == ["alice", "gpt-bot"]
+    assert standin.members(CID) == ["alice", "gpt-bot"]
+    assert len([e for e in standin.published(CID) if e["type"] == "member.added"]) == 1
+    with pytest.raises(StreamAPIException) as missing:
+        await client.channel("messaging", "nowhere").add_members(["gpt-bot"])
+    assert missing.value.status_code == 404
+
+
 @pytest.mark.asyncio
 async def test_events(client: StreamChatAsync, standin: StreamStandIn) -> None:
     channel = client.channel("messaging", "general")

@@ -6,13 +6,13 @@ import asyncio
 import logging
 
 import pytest
+from stream_chat import StreamChatAsync
+
 from slashbots.app import create_app
 from slashbots.config import load_config
 from slashbots.sandbox.loopback import LoopbackServer, bind_loopback
 from slashbots.stream import StreamError, StreamGateway
 from slashbots.sync import SyncRefused, sync_bots
-from stream_chat import StreamChatAsync
-
 from tests.conftest import API_KEY, API_SECRET, ECHO_BOT
 
 TWO_BOTS = ECHO_BOT + """\

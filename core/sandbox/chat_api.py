@@ -8,10 +8,15 @@ which must not share code with the slashbots server it is there to exercise.
 
     GET  /                                   the chat page (assets under /sandbox/static/)
     GET  /sandbox/api/users                  people to chat as, and the bots
-    GET  /sandbox/api/channels               channels, each with the commands it enables
+    GET  /sandbox/api/channels               channels, each with its commands and its members (for @)
     GET  /sandbox/api/messages?cid=&user_id= a channel as that user sees it
-    POST /sandbox/api/messages               {cid, user_id, text}: send as that user
+    POST /sandbox/api/messages               {cid, user_id, text, parent_id?, mentioned_users?}: send as that user
+    GET  /sandbox/api/thread?cid=&parent_id= a thread: its parent and its replies
+    POST /sandbox/api/stop                   {cid, user_id, message_id?}: the stop button (ai_indicator.stop)
     GET  /sandbox/api/events?user_id=        live events (Server-Sent Events)
+
+Bots with ``mentions`` are made members of the demo channels, as ``slashbots join`` makes
+them in a real app: a chat client suggests only members for ``@``.
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ def chat_routes(standin: StreamStandIn, stream_url: str) -> list[BaseRoute]:
         Route("/sandbox/api/channels", chat.channels),
         Route("/sandbox/api/messages", chat.messages),
         Route("/sandbox/api/messages", chat.send, methods=["POST"]),
+        Route("/sandbox/api/thread", chat.thread),
+        Route("/sandbox/api/stop", chat.stop, methods=["POST"]),
         Route("/sandbox/api/events", chat.events),
     ]
 
@@ -93,19 +100,24 @@ class SandboxChat:
         async with StreamChatAsync(self.standin.api_key, self.standin.api_secret, base_url=self.stream_url) as client:
             yield client
 
-    async def _ensure_set_up(self) -> None:
+    async def _ensure_set_up(self, request: Request) -> None:
         """The demo people and channels, made through Stream's API on first use (the stand-in
         only listens once the servers run, after these routes are built)."""
         async with self._setting_up:
             if self._set_up:
                 return
+            config = getattr(request.app.state, "config", None)  # none when mounted without the bots' app
+            bots = config.bots if config is not None else ()
             async with self._client() as client:
-                await client.upsert_users(PEOPLE)
+                await client.upsert_users(PEOPLE + [{"id": b.identity.id, "name": b.identity.name} for b in bots])
                 members = [person["id"] for person in PEOPLE]
+                mentionable = list(dict.fromkeys(bot.identity.id for bot in bots if bot.mentions))
                 for cid, name in CHANNELS.items():
                     channel_type, channel_id = cid.split(":")
                     channel = client.channel(channel_type, channel_id, {"name": name, "members": members})
                     await channel.create(members[0])
+                    if mentionable:
+                        await channel.add_members(mentionable)
             self._set_up = True
 
     async def _commands(self, client: StreamChatAsync, channel_type: str) -> list[Json]:
@@ -124,25 +136,26 @@ class SandboxChat:
         return FileResponse(PAGE / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def users(self, request: Request) -> JSONResponse:
-        await self._ensure_set_up()
+        await self._ensure_set_up(request)
         bots = [
-            {"id": bot.identity.id, "name": bot.identity.name, "image": bot.identity.image, "command": bot.command}
+            {"id": bot.identity.id, "name": bot.identity.name, "image": bot.identity.image, "command": bot.command,
+             "mentions": bot.mentions, "threads": bot.threads, "stop": bot.stop}
             for bot in request.app.state.config.bots
         ]
         return JSONResponse({"people": PEOPLE, "bots": bots})
 
     async def channels(self, request: Request) -> JSONResponse:
-        await self._ensure_set_up()
+        await self._ensure_set_up(request)
         channels = []
         async with self._client() as client:
             for cid, name in CHANNELS.items():
                 channel_type, channel_id = cid.split(":")
                 channels.append({"cid": cid, "type": channel_type, "id": channel_id, "name": name,
-                                 "commands": await self._commands(client, channel_type)})
+                                 "commands": await self._commands(client, channel_type), "members": self._members(cid)})
         return JSONResponse({"channels": channels})
 
     async def messages(self, request: Request) -> JSONResponse:
-        await self._ensure_set_up()
+        await self._ensure_set_up(request)
         cid, user_id = request.query_params.get("cid", ""), request.query_params.get("user_id", "")
         problem = _unknown_channel(cid) or _unknown_person(user_id)
         if problem:
@@ -155,7 +168,7 @@ class SandboxChat:
         return JSONResponse({"messages": ordered[-MESSAGE_LIMIT:]})
 
     async def send(self, request: Request) -> JSONResponse:
-        await self._ensure_set_up()
+        await self._ensure_set_up(request)
         try:
             body = await request.json()
         except ValueError:
@@ -163,23 +176,62 @@ class SandboxChat:
         if not isinstance(body, dict):
             return _bad_request("the body must be a JSON object: {cid, user_id, text}")
         cid, user_id, text = body.get("cid", ""), body.get("user_id", ""), body.get("text")
+        parent_id, mentioned = body.get("parent_id"), body.get("mentioned_users") or []
         problem = _unknown_channel(cid) or _unknown_person(user_id)
         if problem:
             return problem
         if not isinstance(text, str) or not text.strip():
             return _bad_request("text must be a non-empty string")
+        if not isinstance(mentioned, list) or not all(isinstance(user, str) for user in mentioned):
+            return _bad_request("mentioned_users must be a list of user ids")
+        if parent_id is not None and not isinstance(parent_id, str):
+            return _bad_request("parent_id must be a message id")
+        message: Json = {"text": text, "mentioned_users": mentioned}
+        if parent_id:
+            message["parent_id"] = parent_id
         channel_type, channel_id = cid.split(":")
         async with self._client() as client:
             notice = _unknown_command(text, await self._commands(client, channel_type))
             if notice:
                 return JSONResponse({"message": self._notice(cid, user_id, notice)})
             try:
-                response = await client.channel(channel_type, channel_id).send_message({"text": text}, user_id)
+                response = await client.channel(channel_type, channel_id).send_message(message, user_id)
             except StreamAPIException as exc:
                 message = getattr(exc, "error_message", None) or exc.response_text
                 return JSONResponse({"error": message}, status_code=exc.status_code)
         # An error answer from the command hook comes back here, and only to the sender.
         return JSONResponse({"message": response["message"]})
+
+    async def thread(self, request: Request) -> JSONResponse:
+        cid, parent_id = request.query_params.get("cid", ""), request.query_params.get("parent_id", "")
+        problem = _unknown_channel(cid)
+        if problem:
+            return problem
+        parent = self.standin.message(parent_id)
+        if parent is None or parent["cid"] != cid:
+            return JSONResponse({"error": f"no message {parent_id!r} in {cid}"}, status_code=404)
+        replies = [m for m in self.standin.messages(cid) if m.get("parent_id") == parent_id]
+        return JSONResponse({"parent": parent, "messages": replies})
+
+    async def stop(self, request: Request) -> JSONResponse:
+        """The stop button, sent as stream-chat's ``channel.stopAIResponse()`` sends it, by the user pressing it."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return _bad_request("the body must be JSON: {cid, user_id, message_id}")
+        if not isinstance(body, dict):
+            return _bad_request("the body must be a JSON object: {cid, user_id, message_id}")
+        cid, user_id, message_id = body.get("cid", ""), body.get("user_id", ""), body.get("message_id")
+        problem = _unknown_channel(cid) or _unknown_person(user_id)
+        if problem:
+            return problem
+        event: Json = {"type": "ai_indicator.stop"}
+        if isinstance(message_id, str) and message_id:
+            event["message_id"] = message_id
+        channel_type, channel_id = cid.split(":")
+        async with self._client() as client:
+            await client.channel(channel_type, channel_id).send_event(event, user_id)
+        return JSONResponse({"event": event})
 
     async def events(self, request: Request) -> Response:
         user_id = request.query_params.get("user_id", "")
@@ -190,6 +242,14 @@ class SandboxChat:
         return StreamingResponse(self._event_stream(user_id), media_type="text/event-stream", headers=headers)
 
     # ---- helpers ----------------------------------------------------------------------------
+
+    def _members(self, cid: str) -> list[Json]:
+        """Who ``@`` suggests: the channel's members, with their names."""
+        members = []
+        for user_id in self.standin.members(cid):
+            user = self.standin.user(user_id) or {}
+            members.append({"id": user_id, "name": user.get("name") or user_id})
+        return members
 
     def _notice(self, cid: str, user_id: str, text: str) -> Json:
         """An error message shaped like the ones Stream hands a sender, kept for that user only."""

@@ -8,6 +8,10 @@ What lives here: which commands were already taken (dedupe), the ``rate_limit`` 
 the token budgets (``budget:``, reserved in the ack and settled after the answer), the pacing of Stream message updates (which Stream counts per app, not per instance), and,
 with Redis, the reply jobs themselves, each leased to the instance running it, so that a
 reply whose instance dies is claimed and run again by another (slashbots/leases.py).
+
+For conversations beyond the command (slashbots/events.py): the threads each bot answered
+in, the once-a-minute allowance of a public refusal, and the way a stop pressed in a
+channel reaches the jobs answering there, on whichever instance runs them.
 """
 
 from __future__ import annotations
@@ -102,6 +106,37 @@ class SharedState(Protocol):
 
     async def write_slot(self, *, urgent: bool = False) -> float:
         """Reserve one Stream message update; seconds to wait before sending it (0 when ``urgent``)."""
+        ...
+
+    # -- conversations ---------------------------------------------------------------------------
+
+    async def remember_thread(self, parent_ids: Collection[str], command: str, ttl: float) -> None:
+        """``command``'s bot answered in the threads under ``parent_ids``: remember it for ``ttl`` seconds."""
+        ...
+
+    async def thread_bots(self, parent_id: str) -> set[str] | None:
+        """The commands whose bots answered in the thread under ``parent_id``; None: cannot tell now."""
+        ...
+
+    async def first_in(self, key: str, seconds: float) -> bool:
+        """True for the first caller of ``key`` in ``seconds``, False for the rest (True when it cannot tell)."""
+        ...
+
+    async def track(self, job_id: str, cid: str) -> None:
+        """The (durable) job answers in channel ``cid``, so that a stop pressed there finds it."""
+        ...
+
+    async def running_in(self, cid: str) -> list[str]:
+        """The durable jobs answering in ``cid`` now, on any instance ([] without Redis: Replies knows its own)."""
+        ...
+
+    async def stop(self, job_ids: Collection[str]) -> None:
+        """Mark durable jobs stopped, so that they never run again, and tell every instance at once."""
+        ...
+
+    def on_stop(self, listener: Callable[[set[str]], None]) -> None:
+        """Call ``listener`` with the ids of this instance's jobs found stopped: told at once by ``stop``
+        (at most once), or found so by a lease renewal or a write's fence check (within a second)."""
         ...
 
     async def first_of_many(self, key: str, wait: float) -> bool:

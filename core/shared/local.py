@@ -10,6 +10,7 @@ from slashbots.capacity import Pacer
 from slashbots.dedupe import RecentKeys
 from slashbots.ratelimit import Rate, RateLimiter
 from slashbots.shared import CLAIM_TTL, Admission, Job, Orphan
+from slashbots.shared.expiring import Expiring
 
 
 class LocalState:
@@ -24,6 +25,8 @@ class LocalState:
         self.limiter = RateLimiter()
         self.pacer = Pacer(writes_per_second)
         self.ledger = Ledger(clock)
+        self.threads: Expiring[frozenset[str]] = Expiring()  # parent id -> the commands that answered under it
+        self.allowances: Expiring[bool] = Expiring()
 
     async def admit(self, claims: Sequence[str], limits: Sequence[tuple[str, Rate]], *, take: bool = True,
                     job: Job | None = None, reservation: Reservation | None = None) -> Admission:
@@ -69,6 +72,36 @@ class LocalState:
         pass
 
     async def release(self, job_ids: Collection[str]) -> None:
+        pass
+
+    async def remember_thread(self, parent_ids: Collection[str], command: str, ttl: float) -> None:
+        for parent_id in parent_ids:
+            self.threads.set(parent_id, (self.threads.get(parent_id) or frozenset()) | {command}, ttl)
+
+    async def thread_bots(self, parent_id: str) -> set[str] | None:
+        return set(self.threads.get(parent_id) or ())
+
+    async def first_in(self, key: str, seconds: float) -> bool:
+        return self.first_in_now(key, seconds)
+
+    def first_in_now(self, key: str, seconds: float) -> bool:
+        if self.allowances.get(key):
+            return False
+        self.allowances.set(key, True, seconds)
+        return True
+
+    # Stops: in one process the replies running here are all there are (Replies.stop finds them).
+
+    async def track(self, job_id: str, cid: str) -> None:
+        pass
+
+    async def running_in(self, cid: str) -> list[str]:
+        return []
+
+    async def stop(self, job_ids: Collection[str]) -> None:
+        pass
+
+    def on_stop(self, listener: Callable[[set[str]], None]) -> None:
         pass
 
     async def first_of_many(self, key: str, wait: float) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import os
 import secrets
@@ -109,9 +110,11 @@ class RedisState:
         self._admit = self.client.register_script(scripts.joinpath("admit.lua").read_text())
         self._write_slot = self.client.register_script(scripts.joinpath("write_slot.lua").read_text())
         self._settle = self.client.register_script(scripts.joinpath("settle.lua").read_text())
-        self._renew, self._claim, self._finish, self._release = (
+        self._renew, self._claim, self._finish, self._release, self._stop = (
             self.client.register_script(scripts.joinpath(f"{name}.lua").read_text())
-            for name in ("renew", "claim", "finish", "release"))
+            for name in ("renew", "claim", "finish", "release", "stop"))
+        self._stop_listeners: list[Callable[[set[str]], None]] = []
+        self._stops_heard: asyncio.Task[None] | None = None
         self._interval_ms = max(round(1000 / writes_per_second), 1)
         self._burst_ms = round(self.local.pacer.burst * 1000)
         self._urgent = 0  # urgent update slots taken since the last flush
@@ -126,10 +129,12 @@ class RedisState:
 
     async def start(self) -> None:
         self._flusher = asyncio.create_task(self._flush(), name="redis flush")
+        self._stops_heard = asyncio.create_task(self._hear_stops(), name="redis stops")
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
+        for task in (self._flusher, self._stops_heard):
+            if task is not None:
+                task.cancel()
         await self.flush()  # the last finished jobs and slots, if Redis will take them
         for running in list(self._pending):
             running.cancel()
@@ -246,10 +251,12 @@ class RedisState:
         ids = list(job_ids)
         keys = [self._leases, *map(self._job_key, ids)]
         try:
-            lost = await self._call("renew", lambda: self._renew(keys=keys, args=[self.owner, self.lease_ms, *ids]),
-                                    BACKGROUND_TIMEOUT)
+            lost, stopped = await self._call(
+                "renew", lambda: self._renew(keys=keys, args=[self.owner, self.lease_ms, *ids]), BACKGROUND_TIMEOUT)
         except Unavailable:
             return set()  # cannot tell: keep running (a lease cannot be checked while Redis is away)
+        if stopped:
+            self._stopped({item.decode() for item in stopped})  # the pub/sub message may have been missed
         return {item.decode() for item in lost}
 
     async def claim_orphans(self, most: int) -> list[Orphan]:
@@ -267,7 +274,12 @@ class RedisState:
                                               BACKGROUND_TIMEOUT)
         except Unavailable:
             return None
-        return owner == self.owner.encode() and stopped != b"1"
+        if owner != self.owner.encode():
+            return False
+        if stopped == b"1":
+            self._stopped({job_id})  # no more writes of text: the listener ends the reply as it stands
+            return False
+        return True
 
     async def note_messages(self, job_id: str, count: int) -> None:
         try:
@@ -291,6 +303,103 @@ class RedisState:
                                                               args=[self.owner, *ids]), BACKGROUND_TIMEOUT)
         except Unavailable:
             pass  # the leases lapse on their own, within reply_lease_seconds
+
+    # -- conversations: threads, refusals said aloud, stops ---------------------------------------------
+
+    def _thread_key(self, parent_id: str) -> str:
+        return self.prefix + "thread:" + parent_id
+
+    async def remember_thread(self, parent_ids: Collection[str], command: str, ttl: float) -> None:
+        def write() -> Awaitable[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for parent_id in parent_ids:
+                pipe.sadd(self._thread_key(parent_id), command)
+                pipe.pexpire(self._thread_key(parent_id), round(ttl * 1000))
+            return pipe.execute()
+
+        try:
+            await self._call("remember_thread", write, BACKGROUND_TIMEOUT)
+        except Unavailable:
+            pass  # a follow-up there costs one read of Stream instead (slashbots/threads.py)
+
+    async def thread_bots(self, parent_id: str) -> set[str] | None:
+        try:
+            members = await self._call("thread_bots", lambda: self.client.smembers(self._thread_key(parent_id)),
+                                       self.timeout)
+        except Unavailable:
+            return None
+        return {member.decode() for member in members}
+
+    async def first_in(self, key: str, seconds: float) -> bool:
+        try:
+            return bool(await self._call("first_in", lambda: self.client.set(
+                self.prefix + "once:" + key, "1", nx=True, px=round(seconds * 1000)), BACKGROUND_TIMEOUT))
+        except Unavailable:
+            return self.local.first_in_now(key, seconds)
+
+    def _channel_key(self, cid: str) -> str:
+        return self.prefix + "channel-jobs:" + cid
+
+    async def track(self, job_id: str, cid: str) -> None:
+        key = self._channel_key(cid)
+
+        def write() -> Awaitable[Any]:
+            # Scored by when it started; entries of finished jobs are skipped by stop.lua (their hash is
+            # gone) and fall off here once older than any job can be.
+            now = time.time()
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zadd(key, {job_id: now})
+            pipe.zremrangebyscore(key, "-inf", now - JOB_TTL)
+            pipe.pexpire(key, round(JOB_TTL * 1000))
+            return pipe.execute()
+
+        try:
+            await self._call("track", write, BACKGROUND_TIMEOUT)
+        except Unavailable:
+            pass  # a stop still reaches it if it runs on the instance the stop arrives at
+
+    async def running_in(self, cid: str) -> list[str]:
+        try:
+            ids = await self._call("running_in", lambda: self.client.zrange(self._channel_key(cid), 0, -1),
+                                   BACKGROUND_TIMEOUT)
+        except Unavailable:
+            return []
+        return [item.decode() for item in ids]
+
+    @property
+    def _stops_channel(self) -> str:
+        return self.prefix + "stops"
+
+    async def stop(self, job_ids: Collection[str]) -> None:
+        if not job_ids:
+            return
+        ids = list(job_ids)
+        try:
+            await self._call("stop", lambda: self._stop(keys=[self._job_key(i) for i in ids],
+                                                        args=[self._stops_channel, *ids]), BACKGROUND_TIMEOUT)
+        except Unavailable:
+            log.warning("could not stop %d replies through Redis; only those running here stop", len(ids))
+
+    def on_stop(self, listener: Callable[[set[str]], None]) -> None:
+        self._stop_listeners.append(listener)
+
+    def _stopped(self, job_ids: set[str]) -> None:
+        for listener in self._stop_listeners:
+            listener(job_ids)
+
+    async def _hear_stops(self) -> None:
+        """Forever: pass the stops any instance publishes to the listeners (pub/sub is at-most-once:
+        a stop missed here is found by the next lease renewal, or a write's fence check)."""
+        while True:
+            try:
+                async with self.client.pubsub() as pubsub:
+                    await pubsub.subscribe(self._stops_channel)
+                    while True:
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                        if message is not None and message.get("type") == "message":
+                            self._stopped(set(json.loads(message["data"])))
+            except (RedisError, OSError, ValueError):
+                await asyncio.sleep(1.0)  # the outage itself is reported by the calls that fail
 
     # -- start-up ----------------------------------------------------------------------------------
 

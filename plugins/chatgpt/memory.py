@@ -1,16 +1,21 @@
 """Conversation memory: earlier exchanges with this bot, rebuilt from the channel's history.
 
-Nothing is stored: each command reads the messages before it (``request.history``) and
-pairs the bot's commands with the bot's replies. Choices made here:
+Nothing is stored: each answer reads the messages before it (``request.history``) and pairs
+people's messages with the bot's answers. An exchange is a user's message followed by the
+bot's answer, whatever asked the bot: a command, a mention, a follow-up in its thread. In a
+thread, the history is the thread (with where it began); for a command or a mention in a
+channel, the channel's. Choices made here:
 
-- A message carrying the bot's command is a question (its ``args``); a later message
-  from the bot's own user is the answer to the oldest question still waiting, so
-  questions asked while an earlier answer was still streaming pair up in order.
-- A bot message with no question waiting continues the previous answer: the relay
-  splits answers longer than Stream's message limit into several messages.
+- Each message of an answer names the message it answers (``answer_to``): that is the pair.
+  The parts of an answer split over several messages are joined back together as they were cut.
+- The question is what the bot was asked: a command's ``args``, or the message's text
+  without the bot's @mention.
+- Answers written before answers named their question pair the old way: with the oldest of
+  this bot's commands still waiting for one, so questions asked while an earlier answer was
+  still streaming pair up in order; a bot message with no question waiting continues the
+  previous answer.
 - Everything else in the channel (people talking, other bots) is skipped, and so are
-  questions that never got an answer and empty commands (which only got a hint back).
-  The parts of a split answer are joined back together as they were cut.
+  questions that never got an answer and empty ones (which only got a hint back).
 - The lines showing which tools the bot called (``🔧 current_time()``) are left out: they
   record what the bot did, and a model that sees them imitates them instead of calling tools.
 - Answers are kept as they were shown, including ones that were interrupted or that
@@ -22,6 +27,7 @@ pairs the bot's commands with the bot's replies. Choices made here:
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 from slashbots import ChatMessage
@@ -40,30 +46,45 @@ def recent_exchanges(
     bot_user_id: str,
     max_turns: int,
     max_chars: int,
+    bot_name: str = "",
 ) -> list[tuple[str, str]]:
     """The latest (question, answer) pairs with this bot, oldest first, within the bounds."""
     if max_turns <= 0:
         return []
-    exchanges: list[list[str]] = []
-    waiting: list[str] = []
-    last_was_answer = False
+    asked: dict[str, str] = {}  # message id -> what it asked
+    exchanges: dict[str, list[str]] = {}  # question id -> [question, answer], in the order answered
+    waiting: list[str] = []  # this bot's commands with no answer yet (for answers that name none)
+    last: str | None = None  # the question whose answer the previous bot message was part of
     for message in history:
-        if message.command == command and message.user_id != bot_user_id:
-            # An empty question still takes its answer (the bot asked for a question), so
-            # that answer pairs with it and is then dropped, rather than pairing with the
-            # next question or extending the previous answer.
-            waiting.append(message.args.strip())
-            last_was_answer = False
-        elif message.user_id == bot_user_id and (text := without_tool_lines(message.text)).strip():
-            if waiting:
-                exchanges.append([waiting.pop(0), text])
-                last_was_answer = True
-            elif last_was_answer:
-                exchanges[-1][1] += text
+        if message.user_id == bot_user_id:
+            text = without_tool_lines(message.text)
+            if not text.strip():
+                continue
+            question = message.answer_to if message.answer_to in asked else None
+            if question is None and message.answer_to is None:
+                question = waiting[0] if waiting else last
+            if question is None:
+                continue  # an answer to something outside this history
+            if question in waiting:
+                waiting.remove(question)
+            if question in exchanges:
+                exchanges[question][1] += text
+            else:
+                exchanges[question] = [asked[question], text]
+            last = question
+        elif message.command is None or message.command == command:
+            # An empty question still takes its answer (the bot asked for a question), so that
+            # answer pairs with it and is then dropped, rather than with the next question.
+            if message.command == command:
+                asked[message.id] = message.args.strip()
+                waiting.append(message.id)
+                last = None
+            else:
+                asked[message.id] = _without_mention(message.text, bot_name, bot_user_id)
 
     kept: list[tuple[str, str]] = []
     total = 0
-    answered = [(question, answer) for question, answer in exchanges if question]
+    answered = [(question, answer) for question, answer in exchanges.values() if question]
     for question, answer in reversed(answered[-max_turns:]):
         total += len(question) + len(answer)
         if total > max_chars:
@@ -71,6 +92,15 @@ def recent_exchanges(
         kept.append((question, answer))
     kept.reverse()
     return kept
+
+
+def _without_mention(text: str, *names: str) -> str:
+    """What a message asks the bot, without its @mention (``@<name>`` or ``@<id>``, as composers write it)."""
+    names = tuple(name for name in names if name)
+    if not names:
+        return text.strip()
+    pattern = r"(?<!\w)@(?:" + "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True)) + r")(?!\w)[,:]?[ \t]*"
+    return re.sub(pattern, "", text, flags=re.IGNORECASE).strip()
 
 
 def as_messages(exchanges: Sequence[tuple[str, str]]) -> list[dict[str, str]]:

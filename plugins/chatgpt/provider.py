@@ -46,10 +46,8 @@ class ChatGPT:
         """Moderate the question, then stream the model's answer as text pieces, and its tool calls."""
         question = request.args.strip()
         if not question:
-            raise Refusal(
-                f"Ask me something after /{request.command}, for example: "
-                f"/{request.command} what is a vector clock?"
-            )
+            asking = f"/{request.command}" if request.trigger == "command" else f"@{request.bot.identity.name}"
+            raise Refusal(f"Ask me something after {asking}, for example: {asking} what is a vector clock?")
         self._check_chat_key()
         # Reading the history (a round trip to Stream) overlaps the moderation call; the
         # model itself is only called once moderation has passed.
@@ -134,4 +132,5 @@ class ChatGPT:
             bot_user_id=request.bot.identity.id,
             max_turns=turns,
             max_chars=self.settings.memory_chars,
+            bot_name=request.bot.identity.name,
         )

@@ -7,8 +7,8 @@ from typing import Any, AsyncIterator, Callable, Iterator
 import pytest
 import pytest_asyncio
 
-from slashbots.sandbox.loopback import LoopbackServer
 from slashbots.plugins.chatgpt import ChatGPT
+from slashbots.sandbox.loopback import LoopbackServer
 from tests.chatgpt.helpers import TEST_KEY
 from tests.support.openai_standin import OpenAIStandIn
 

@@ -12,8 +12,8 @@ def ask(n: int, text: str, user: str = "alice", command: str = "gpt") -> ChatMes
     return ChatMessage(id=f"m{n}", user_id=user, text=f"/{command} {text}", command=command, args=text)
 
 
-def bot(n: int, text: str, user: str = BOT_ID) -> ChatMessage:
-    return ChatMessage(id=f"m{n}", user_id=user, text=text)
+def bot(n: int, text: str, user: str = BOT_ID, answers: int | None = None) -> ChatMessage:
+    return ChatMessage(id=f"m{n}", user_id=user, text=text, answer_to=None if answers is None else f"m{answers}")
 
 
 def say(n: int, text: str, user: str = "bob") -> ChatMessage:
@@ -21,7 +21,8 @@ def say(n: int, text: str, user: str = "bob") -> ChatMessage:
 
 
 def exchanges(history: list[ChatMessage], turns: int = 10, chars: int = 12_000) -> list[tuple[str, str]]:
-    return recent_exchanges(history, command="gpt", bot_user_id=BOT_ID, max_turns=turns, max_chars=chars)
+    return recent_exchanges(history, command="gpt", bot_user_id=BOT_ID, max_turns=turns, max_chars=chars,
+                            bot_name="ChatGPT bot")
 
 
 def test_pairs_questions_with_answers_and_skips_chatter() -> None:
@@ -95,3 +96,32 @@ def test_history_limit_reads_more_than_the_turns_but_not_unbounded() -> None:
     assert history_limit(1) >= 2
     assert history_limit(10) >= 20
     assert history_limit(1000) == 200
+
+
+def test_an_exchange_is_a_message_and_the_answer_that_names_it_whatever_asked() -> None:
+    history = [
+        say(1, "@ChatGPT bot what is a vector clock?", user="alice"),  # a mention
+        say(2, "lunch?", user="bob"),
+        bot(3, "A vector clock is...", answers=1),
+        ask(4, "and a Lamport clock?"),  # a command
+        say(5, "still thinking", user="carol"),
+        bot(6, "A Lamport clock is...", answers=4),
+        say(7, "how do they compare?", user="alice"),  # a follow-up in the bot's thread
+        bot(8, "They differ in...", answers=7),
+    ]
+    assert exchanges(history) == [
+        ("what is a vector clock?", "A vector clock is..."),
+        ("and a Lamport clock?", "A Lamport clock is..."),
+        ("how do they compare?", "They differ in..."),
+    ]
+
+
+def test_answers_name_their_question_whatever_the_order_and_split_answers_join() -> None:
+    history = [say(1, "first?"), say(2, "second?"), bot(3, "to the second", answers=2), bot(4, "to the first, ", answers=1),
+               bot(5, "continued", answers=1), bot(6, "an answer to a message before this history", answers=0)]
+    assert exchanges(history) == [("second?", "to the second"), ("first?", "to the first, continued")]
+
+
+def test_chatter_never_pairs_with_answers_that_name_their_question() -> None:
+    history = [say(1, "hello all"), ask(2, "q"), say(3, "unrelated"), bot(4, "a", answers=2)]
+    assert exchanges(history) == [("q", "a")]

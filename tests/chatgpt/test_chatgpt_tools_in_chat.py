@@ -128,8 +128,10 @@ async def test_channel_history_reads_the_thread_it_was_asked_in(
     await bots.command("/gpt summarise this thread", parent_id=parent)
     [result] = [m for m in standin.bodies("/chat/completions")[-1]["messages"] if m["role"] == "tool"]
     history = json.loads(result["content"])
-    # The parent and its replies; not the command itself, nor this reply's own message (only a tool line so far).
-    assert [(m["from"], m["text"]) for m in history] == [("gpt-bot", "Started."), ("alice", "Lunch at noon?")]
+    # Where the thread began (the question its parent answers), the parent and its replies; not the command
+    # itself, nor this reply's own message (only a tool line so far).
+    assert [(m["from"], m["text"]) for m in history] == [
+        ("bob", "/gpt start a thread"), ("gpt-bot", "Started."), ("alice", "Lunch at noon?")]
 
 
 async def test_current_time_in_a_zone_and_a_zone_that_does_not_exist(

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -121,6 +122,8 @@ class Stream:
     reuse_index: bool = False  # every call at index 0 (Ollama, some proxies)
     omit_ids: bool = False  # no call carries an id
     repeat_ids: bool = False  # id and name repeated on every fragment (LiteLLM, DeepSeek)
+    pace: float = 0.0  # seconds between content pieces, each written alone (a model writing slowly)
+    hung_up: threading.Event = field(default_factory=threading.Event)  # set when the client left mid-answer
 
 
 def tool_stream(*calls: Call, finish_reason: str | None = "tool_calls", **options: Any) -> Stream:
@@ -337,7 +340,12 @@ class _StreamResponse:
                 "status": 200,
                 "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), (b"x-request-id", b"req_standin")],
             })
-            await self._write(send, head)
+            if reply.pace:
+                if not await self._paced(receive, send):
+                    reply.hung_up.set()
+                    return
+            else:
+                await self._write(send, head)
             if reply.stall_after:
                 await asyncio.sleep(reply.stall_after)
             await self._write(send, tail)
@@ -346,6 +354,26 @@ class _StreamResponse:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
             pass  # the client hung up (as a timing-out client does)
+
+    async def _paced(self, receive: Any, send: Any) -> bool:
+        """The content pieces one at a time, ``pace`` apart; False as soon as the client hangs up."""
+        nl = self.reply.newline
+        events = stream_events(self.reply)[: 1 + len(self.reply.pieces)]
+
+        async def hung_up() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        gone = asyncio.ensure_future(hung_up())
+        try:
+            for data in events:
+                await send({"type": "http.response.body", "body": f"data: {data}{nl}{nl}".encode(), "more_body": True})
+                done, _ = await asyncio.wait({gone}, timeout=self.reply.pace)
+                if done:
+                    return False
+            return True
+        finally:
+            gone.cancel()
 
     async def _write(self, send: Any, payload: bytes) -> None:
         if not payload:

@@ -19,14 +19,15 @@ const state = {
   me: "alice",
   people: new Map(), // id -> {id, name}
   bots: new Map(), // id -> {id, name, image, command}
-  channels: [], // [{cid, name, commands}]
+  channels: [], // [{cid, name, commands, members}]
   cid: "messaging:general",
   messages: new Map(), // id -> message, for the open channel
+  threadId: null, // the parent of the open thread, if one is open
+  threadMessages: new Map(), // id -> message, for the open thread (its parent included)
   indicators: new Map(), // cid -> ai_indicator.update event
   unread: new Map(), // cid -> count
   source: null, // the EventSource
   loading: 0, // bumps on every load, so a slow, stale one is dropped
-  autocomplete: { items: [], active: 0, dismissed: false },
 };
 
 const $ = (id) => document.getElementById(id);
@@ -145,7 +146,8 @@ function renderNotice(message) {
   return item;
 }
 
-function renderMessage(message) {
+// `where` is "channel" (the main list: a message there can start a thread) or "thread".
+function renderMessage(message, where = "channel") {
   if (message.type === "error" || message.type === "ephemeral") return renderNotice(message);
   const user = message.user || { id: "?" };
   const bot = isBot(user);
@@ -185,43 +187,86 @@ function renderMessage(message) {
 
   const body = el("div", "body");
   body.append(meta, text);
+  const actions = messageActions(message, where);
+  if (actions.childElementCount) body.append(actions);
   item.append(avatar(user), body);
   return item;
+}
+
+// Under a message: its thread (reply, or the replies so far), and Stop while a bot that honours it writes it.
+function messageActions(message, where) {
+  const actions = el("div", "actions");
+  if (message.generating && state.bots.get(message.user?.id)?.stop) {
+    const stop = el("button", "stop-button", "Stop");
+    stop.type = "button";
+    stop.title = "Stop generating (any member of the channel may)";
+    stop.addEventListener("click", () => stopGenerating(message, stop));
+    actions.append(stop);
+  }
+  if (where === "channel" && !message.parent_id) {
+    const count = message.reply_count || 0;
+    const thread = el("button", count ? "replies-link" : "reply-button",
+      count ? `${count} ${count === 1 ? "reply" : "replies"}` : "Reply in thread");
+    thread.type = "button";
+    thread.addEventListener("click", () => openThread(message.id));
+    actions.append(thread);
+  }
+  return actions;
+}
+
+async function stopGenerating(message, button) {
+  button.disabled = true;
+  try {
+    await api("/sandbox/api/stop", { cid: message.cid, user_id: state.me, message_id: message.id });
+  } catch (error) {
+    button.disabled = false;
+    showProblem(`Could not stop: ${error.message}`);
+  }
 }
 
 function nearBottom(list) {
   return list.scrollHeight - list.scrollTop - list.clientHeight < 120;
 }
 
-// Add or replace one message, in created_at order. An older copy never replaces a newer one
-// (a snapshot and the live stream can overlap by a few events).
-function upsert(message) {
-  if (message.cid !== state.cid || !visibleInChannel(message)) return;
-  const known = state.messages.get(message.id);
+// Add or replace one message in `list` (the channel's or the thread's), in created_at order. An older
+// copy never replaces a newer one (a snapshot and the live stream can overlap by a few events).
+function place(list, store, message, where) {
+  const known = store.get(message.id);
   if (known && (known.updated_at || "") > (message.updated_at || "")) return;
-  state.messages.set(message.id, message);
-
-  const list = $("messages");
+  store.set(message.id, message);
   const stick = nearBottom(list);
-  const node = renderMessage(message);
+  const node = renderMessage(message, where);
   const old = list.querySelector(`[data-id="${CSS.escape(message.id)}"]`);
   if (old) {
     old.replaceWith(node);
   } else {
     const later = [...list.children].find((child) => {
-      const other = state.messages.get(child.dataset.id);
+      const other = store.get(child.dataset.id);
       return other && other.created_at > message.created_at;
     });
     list.insertBefore(node, later || null);
     list.querySelector(".empty")?.remove();
   }
   if (stick) list.scrollTop = list.scrollHeight;
+}
 
+function upsert(message) {
+  if (message.cid !== state.cid) return;
+  if (visibleInChannel(message)) place($("messages"), state.messages, message, "channel");
+  if (state.threadId && (message.parent_id === state.threadId || message.id === state.threadId)) {
+    place($("thread-messages"), state.threadMessages, message, "thread");
+  }
   const indicator = state.indicators.get(message.cid);
   if (indicator && indicator.message_id === message.id && message.generating === false) {
     state.indicators.delete(message.cid); // the clear event is best-effort; the final text is not
     renderIndicator();
   }
+}
+
+// A new reply: its parent (no event says so) now counts one more.
+function countReply(reply) {
+  const parent = state.messages.get(reply.parent_id);
+  if (parent) upsert({ ...parent, reply_count: (parent.reply_count || 0) + 1 });
 }
 
 function renderEmpty() {
@@ -280,7 +325,10 @@ function onEvent(event) {
   if (event.type === "message.new" || event.type === "message.updated") {
     const message = event.message;
     if (message.cid === state.cid) {
+      const first = event.type === "message.new" && !state.messages.has(message.id)
+        && !state.threadMessages.has(message.id);
       upsert(message);
+      if (first && message.parent_id) countReply(message);
     } else if (event.type === "message.new" && message.user?.id !== state.me && visibleInChannel(message)) {
       state.unread.set(message.cid, (state.unread.get(message.cid) || 0) + 1);
       renderChannels();
@@ -315,7 +363,7 @@ function connect() {
 function commandChip(text) {
   const chip = el("button", "chip", text);
   chip.type = "button";
-  chip.addEventListener("click", () => setInput(text.includes(" ") ? text : `${text} `));
+  chip.addEventListener("click", () => setInput(composers.main, text.includes(" ") ? text : `${text} `));
   return chip;
 }
 
@@ -344,7 +392,7 @@ function renderBots() {
     const label = el("span", "bot-label");
     label.append(el("span", "bot-name", bot.name), el("span", "bot-command", `/${bot.command}`));
     button.append(avatar(bot, "avatar small"), label);
-    button.addEventListener("click", () => setInput(`/${bot.command} `));
+    button.addEventListener("click", () => setInput(composers.main, `/${bot.command} `));
     item.append(button);
     return item;
   }));
@@ -382,7 +430,8 @@ function openChannel(cid) {
   renderChannels();
   renderHeader();
   renderIndicator();
-  closeAutocomplete();
+  closeAutocomplete(composers.main);
+  closeThread();
   loadMessages().catch(loadProblem);
   $("input").focus();
 }
@@ -391,6 +440,7 @@ function switchTo(userId) {
   if (userId === state.me) return;
   state.me = userId;
   state.messages.clear();
+  closeThread();
   renderEmpty(); // another person's view: what only the last one saw must go at once
   renderPeople();
   renderHeader();
@@ -398,99 +448,177 @@ function switchTo(userId) {
   $("input").focus();
 }
 
-// ---- the composer and its command autocomplete ---------------------------------------------
+// ---- the composers (the channel's, the thread's) and their autocomplete: / commands, @ members ------
 
-function setInput(text) {
-  const input = $("input");
-  input.value = text;
-  input.focus();
-  input.setSelectionRange(text.length, text.length);
-  autosize();
-  updateAutocomplete();
+const composers = {};
+
+function makeComposer(ids, parentId) {
+  return {
+    form: $(ids.form), input: $(ids.input), menu: $(ids.menu), notes: ids.notes,
+    parentId, // () => the thread it writes in, or null
+    kind: null, // what the open list offers: "command" or "mention"
+    items: [], active: 0, dismissed: false,
+    mentions: new Map(), // name -> user id, for each @mention picked (sent as mentioned_users)
+  };
 }
 
-function autosize() {
-  const input = $("input");
-  input.style.height = "auto";
-  input.style.height = `${Math.min(input.scrollHeight, 200)}px`;
+function setInput(c, text) {
+  c.input.value = text;
+  c.input.focus();
+  c.input.setSelectionRange(text.length, text.length);
+  autosize(c);
+  updateAutocomplete(c);
+}
+
+function autosize(c) {
+  c.input.style.height = "auto";
+  c.input.style.height = `${Math.min(c.input.scrollHeight, 200)}px`;
 }
 
 // The command being typed: "/", then its name, with the caret still inside the name.
-function typedCommand() {
-  const input = $("input");
-  const match = /^\/([\w-]*)$/.exec(input.value.slice(0, input.selectionStart));
-  return match && !/\s/.test(input.value.slice(0, input.selectionEnd)) ? match[1].toLowerCase() : null;
+function typedCommand(c) {
+  const match = /^\/([\w-]*)$/.exec(c.input.value.slice(0, c.input.selectionStart));
+  return match && !/\s/.test(c.input.value.slice(0, c.input.selectionEnd)) ? match[1].toLowerCase() : null;
 }
 
-function closeAutocomplete() {
-  $("autocomplete").hidden = true;
-  state.autocomplete.items = [];
-  state.autocomplete.active = 0;
-  showKeys(false);
+// The mention being typed: "@" at the start of a word, then up to the caret (names have spaces).
+function typedMention(c) {
+  const match = /(?:^|\s)@([^@\n]{0,40})$/.exec(c.input.value.slice(0, c.input.selectionStart));
+  return match ? match[1] : null;
 }
 
-// The note under the composer says what Enter does now: with the list open it picks a command.
-function showKeys(picking) {
-  $("note-sending").hidden = picking;
-  $("note-picking").hidden = !picking;
+// Who "@" suggests: the channel's members, as Stream's composer suggests them; bots first.
+function mentionable(typed) {
+  const wanted = typed.toLowerCase();
+  const members = (channel()?.members ?? []).filter((m) => m.id !== state.me);
+  return members
+    .filter((m) => displayName(m).toLowerCase().startsWith(wanted) || m.id.toLowerCase().startsWith(wanted))
+    .sort((a, b) => Number(state.bots.has(b.id)) - Number(state.bots.has(a.id)));
 }
 
-function updateAutocomplete() {
-  const typed = typedCommand();
-  const box = $("autocomplete");
-  if (typed === null || state.autocomplete.dismissed) return closeAutocomplete();
-  const items = commandsHere().filter((c) => c.name.startsWith(typed));
-  state.autocomplete.items = items;
-  state.autocomplete.active = Math.min(state.autocomplete.active, Math.max(items.length - 1, 0));
-  box.hidden = false;
-  showKeys(items.length > 0);
-  box.replaceChildren(el("li", "autocomplete-title", items.length ? "Commands" : `No command starts with /${typed}`));
+function closeAutocomplete(c) {
+  c.menu.hidden = true;
+  c.items = [];
+  c.active = 0;
+  c.kind = null;
+  showKeys(c, false);
+}
+
+// The note under the composer says what Enter does now: with the list open it picks.
+function showKeys(c, picking) {
+  if (!c.notes) return;
+  $(c.notes.sending).hidden = picking;
+  $(c.notes.picking).hidden = !picking;
+}
+
+function updateAutocomplete(c) {
+  if (c.dismissed) return closeAutocomplete(c);
+  const command = typedCommand(c);
+  if (command !== null) return showCommands(c, command);
+  const mention = typedMention(c);
+  const people = mention === null ? [] : mentionable(mention);
+  if (!people.length) return closeAutocomplete(c);
+  showMentions(c, people);
+}
+
+function showCommands(c, typed) {
+  const items = commandsHere().filter((command) => command.name.startsWith(typed));
+  c.kind = "command";
+  c.items = items;
+  c.active = Math.min(c.active, Math.max(items.length - 1, 0));
+  c.menu.hidden = false;
+  showKeys(c, items.length > 0);
+  c.menu.replaceChildren(el("li", "autocomplete-title", items.length ? "Commands" : `No command starts with /${typed}`));
   items.forEach((command, index) => {
-    const row = el("li", "option");
-    row.setAttribute("role", "option");
-    row.setAttribute("aria-selected", String(index === state.autocomplete.active));
-    const bot = [...state.bots.values()].find((b) => b.command === command.name);
     const head = el("span", "option-head");
     head.append(el("span", "option-name", `/${command.name}`), el("span", "option-args", command.args || ""));
-    row.append(head, el("span", "option-description", command.description || ""));
+    const row = option(c, index, head, el("span", "option-description", command.description || ""));
+    const bot = [...state.bots.values()].find((b) => b.command === command.name);
     if (bot) row.append(el("span", "option-bot", bot.name));
-    row.addEventListener("mousedown", (event) => {
-      event.preventDefault(); // keep the focus in the composer
-      pickCommand(index);
-    });
-    box.append(row);
   });
 }
 
-// Replace the command being typed, keeping whatever follows it.
-function pickCommand(index) {
-  const command = state.autocomplete.items[index];
-  if (command) {
-    const rest = $("input").value.replace(/^\S*/, "").trimStart();
-    setInput(`/${command.name} ${rest}`);
-  }
-  closeAutocomplete();
+function showMentions(c, people) {
+  c.kind = "mention";
+  c.items = people;
+  c.active = Math.min(c.active, people.length - 1);
+  c.menu.hidden = false;
+  showKeys(c, true);
+  c.menu.replaceChildren(el("li", "autocomplete-title", "Members"));
+  people.forEach((person, index) => {
+    const head = el("span", "option-head");
+    head.append(avatar(person, "avatar small"), el("span", "option-name", `@${displayName(person)}`));
+    const bot = state.bots.get(person.id);
+    option(c, index, head, el("span", "option-description", bot ? `/${bot.command}` : ""));
+    if (bot) c.menu.lastChild.append(el("span", "option-bot", "bot"));
+  });
 }
 
-function onComposerKey(event) {
-  const open = !$("autocomplete").hidden && state.autocomplete.items.length > 0;
-  const count = state.autocomplete.items.length;
+function option(c, index, ...parts) {
+  const row = el("li", `option ${c.kind}`);
+  row.setAttribute("role", "option");
+  row.setAttribute("aria-selected", String(index === c.active));
+  row.append(...parts);
+  row.addEventListener("mousedown", (event) => {
+    event.preventDefault(); // keep the focus in the composer
+    pick(c, index);
+  });
+  c.menu.append(row);
+  return row;
+}
+
+function pick(c, index) {
+  const item = c.items[index];
+  if (item && c.kind === "command") {
+    // Replace the command being typed, keeping whatever follows it.
+    const rest = c.input.value.replace(/^\S*/, "").trimStart();
+    setInput(c, `/${item.name} ${rest}`);
+  } else if (item) {
+    // Replace "@what was typed" with the member's name, as a chat composer inserts a mention.
+    const name = displayName(item);
+    const caret = c.input.selectionStart;
+    const before = c.input.value.slice(0, caret).replace(/@[^@\n]*$/, `@${name} `);
+    const after = c.input.value.slice(caret);
+    c.mentions.set(name, item.id);
+    c.input.value = before + after;
+    c.input.setSelectionRange(before.length, before.length);
+    c.input.focus();
+    autosize(c);
+  }
+  closeAutocomplete(c);
+}
+
+function onComposerKey(c, event) {
+  const open = !c.menu.hidden && c.items.length > 0;
+  const count = c.items.length;
   if (open && (event.key === "ArrowDown" || event.key === "ArrowUp")) {
     event.preventDefault();
     const step = event.key === "ArrowDown" ? 1 : -1;
-    state.autocomplete.active = (state.autocomplete.active + step + count) % count;
-    updateAutocomplete();
+    c.active = (c.active + step + count) % count;
+    updateAutocomplete(c);
   } else if (open && (event.key === "Tab" || (event.key === "Enter" && !event.shiftKey))) {
     event.preventDefault();
-    pickCommand(state.autocomplete.active);
-  } else if (event.key === "Escape" && !$("autocomplete").hidden) {
+    pick(c, c.active);
+  } else if (event.key === "Escape" && !c.menu.hidden) {
     event.preventDefault();
-    state.autocomplete.dismissed = true;
-    closeAutocomplete();
+    c.dismissed = true;
+    closeAutocomplete(c);
   } else if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
-    $("composer").requestSubmit();
+    c.form.requestSubmit();
   }
+}
+
+function wire(c) {
+  c.input.addEventListener("keydown", (event) => onComposerKey(c, event));
+  c.input.addEventListener("input", () => {
+    c.dismissed = false;
+    autosize(c);
+    updateAutocomplete(c);
+  });
+  c.input.addEventListener("click", () => updateAutocomplete(c));
+  c.input.addEventListener("blur", () => closeAutocomplete(c));
+  c.form.addEventListener("submit", (event) => send(c, event));
 }
 
 function showProblem(text) {
@@ -503,20 +631,51 @@ function loadProblem(error) {
   showProblem(`Could not load the channel: ${error.message}`);
 }
 
-async function send(event) {
+async function send(c, event) {
   event.preventDefault();
-  const input = $("input");
-  const text = input.value;
+  const text = c.input.value;
   if (!text.trim()) return;
-  setInput("");
+  // The members picked from the list whose mention is still in the text.
+  const mentioned = [...c.mentions].filter(([name]) => text.includes(`@${name}`)).map(([, id]) => id);
+  const parentId = c.parentId();
+  setInput(c, "");
   try {
-    const { message } = await api("/sandbox/api/messages", { cid: state.cid, user_id: state.me, text });
+    const body = { cid: state.cid, user_id: state.me, text, mentioned_users: [...new Set(mentioned)] };
+    if (parentId) body.parent_id = parentId;
+    const { message } = await api("/sandbox/api/messages", body);
+    c.mentions.clear();
     showProblem(null);
     upsert(message); // as applied; a "not a command here" notice comes only this way, not as an event
   } catch (error) {
-    if (!input.value) setInput(text); // nothing was lost: the text goes back in the composer
+    if (!c.input.value) setInput(c, text); // nothing was lost: the text goes back in the composer
     showProblem(`Not sent: ${error.message}`);
   }
+}
+
+// ---- threads -------------------------------------------------------------------------------
+
+async function openThread(parentId) {
+  state.threadId = parentId;
+  state.threadMessages.clear();
+  $("thread-messages").replaceChildren();
+  $("thread").hidden = false;
+  document.querySelector(".app").classList.add("with-thread");
+  const query = new URLSearchParams({ cid: state.cid, parent_id: parentId });
+  try {
+    const { parent, messages } = await api(`/sandbox/api/thread?${query}`);
+    if (state.threadId !== parentId) return;
+    for (const message of [parent, ...messages]) upsert(message);
+  } catch (error) {
+    showProblem(`Could not open the thread: ${error.message}`);
+  }
+  composers.thread.input.focus();
+}
+
+function closeThread() {
+  state.threadId = null;
+  state.threadMessages.clear();
+  $("thread").hidden = true;
+  document.querySelector(".app").classList.remove("with-thread");
 }
 
 // ---- start ---------------------------------------------------------------------------------
@@ -529,16 +688,15 @@ async function start() {
   state.me = people[0]?.id ?? state.me;
   state.cid = channels[0]?.cid ?? state.cid;
 
-  const input = $("input");
-  input.addEventListener("keydown", onComposerKey);
-  input.addEventListener("input", () => {
-    state.autocomplete.dismissed = false;
-    autosize();
-    updateAutocomplete();
-  });
-  input.addEventListener("click", updateAutocomplete);
-  input.addEventListener("blur", closeAutocomplete);
-  $("composer").addEventListener("submit", send);
+  composers.main = makeComposer(
+    { form: "composer", input: "input", menu: "autocomplete", notes: { sending: "note-sending", picking: "note-picking" } },
+    () => null,
+  );
+  composers.thread = makeComposer({ form: "thread-composer", input: "thread-input", menu: "thread-autocomplete" },
+    () => state.threadId);
+  wire(composers.main);
+  wire(composers.thread);
+  $("thread-close").addEventListener("click", closeThread);
 
   renderChannels();
   renderBots();
@@ -546,7 +704,7 @@ async function start() {
   renderHeader();
   renderEmpty();
   connect();
-  input.focus();
+  composers.main.input.focus();
 }
 
 start().catch((error) => showProblem(`Could not start: ${error.message}`));

@@ -5,8 +5,8 @@ Why it exists: tests and the sandbox need a Stream that runs offline, answers th
 Stream documents: JWT auth, one app-wide command handler URL called synchronously inside the
 send-message call with a 1 s budget and an HMAC signature, commands that work only where the
 channel type enables them, a 5,000-character message limit, event hooks sent every message
-(bots' own included) and custom events, and, when asked, its rate limits: 429s with
-X-RateLimit-* headers.
+(bots' own included) and custom events, channel members, soft and hard deletes, and, when
+asked, its rate limits: 429s with X-RateLimit-* headers.
 
 It deliberately imports nothing from the rest of slashbots: it plays Stream, independently of
 our code. Everything it saw and did is recorded (`calls`, `hook_calls`, `messages()`, ...) for
@@ -16,7 +16,7 @@ tests. Where Stream's behaviour is undocumented, the choice made here says so in
     api.py           the REST routes, and the pipeline every request goes through
     auth.py          server-side auth (api_key + JWT)
     app_config.py    app settings, custom commands, channel types
-    chat.py          users, channels, messages, events
+    chat.py          users, channels and their members, messages, events
     command_hook.py  the custom-command webhook, called inside send-message
     event_hooks.py   event hooks: events posted to the app's hooks, in the background
     hook_requests.py how Stream signs and sends what it posts to hooks

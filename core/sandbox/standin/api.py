@@ -71,11 +71,13 @@ class StreamAPI:
             ("POST", "/users", "UpdateUsers", self._upsert_users),
             ("POST", "/channels/{type}/query", "GetOrCreateDistinctChannel", self._query_channel),
             ("POST", "/channels/{type}/{id}/query", "GetOrCreateChannel", self._query_channel),
+            ("POST", "/channels/{type}/{id}", "UpdateChannel", self._update_channel),
             ("POST", "/channels/{type}/{id}/message", "SendMessage", self._send_message),
             ("POST", "/channels/{type}/{id}/event", "SendEvent", self._send_event),
             ("GET", "/messages/{id}", "GetMessage", self._get_message),
             ("POST", "/messages/{id}", "UpdateMessage", self._update_message),
             ("PUT", "/messages/{id}", "UpdateMessagePartial", self._update_message_partial),
+            ("DELETE", "/messages/{id}", "DeleteMessage", self._delete_message),
             ("GET", "/messages/{id}/replies", "GetReplies", self._get_replies),
         ]
         routes = [Route(path, self.endpoint(op, handler), methods=[method], name=op)
@@ -172,6 +174,12 @@ class StreamAPI:
 
     async def _query_channel(self, request: Request, query: Query, body: Json) -> Json:
         return self.chat.query_channel(request.path_params["type"], request.path_params.get("id"), body)
+
+    async def _update_channel(self, request: Request, query: Query, body: Json) -> Json:
+        return self.chat.update_channel(request.path_params["type"], request.path_params["id"], body)
+
+    async def _delete_message(self, request: Request, query: Query, body: Json) -> Json:
+        return self.chat.delete_message(request.path_params["id"], query)
 
     async def _send_message(self, request: Request, query: Query, body: Json) -> Json:
         return await self.chat.send_message(request.path_params["type"], request.path_params["id"], body)

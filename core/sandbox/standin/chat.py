@@ -161,6 +161,29 @@ class Chat:
             "read": [], "pinned_messages": [], "watcher_count": 0,
         }
 
+    def update_channel(self, channel_type: str, channel_id: str, body: Json) -> Json:
+        """POST /channels/{type}/{id}: here, adding and removing members (the SDK's add_members and
+        remove_members; adding a member twice changes nothing, as in Stream). The channel must exist."""
+        cid = f"{channel_type}:{channel_id}"
+        self._config.channel_type(channel_type)
+        if cid not in self.channels:
+            raise not_found(f"channel {cid} doesn't exist")
+        added, removed = body.get("add_members") or [], body.get("remove_members") or []
+        if not isinstance(added, list) or not isinstance(removed, list):
+            raise bad_input("add_members and remove_members must be lists")
+        before = list(self.members[cid])
+        self._add_members(cid, added)
+        gone = {m if isinstance(m, str) else m.get("user_id") for m in removed}
+        with self._lock:
+            self.members[cid] = [user_id for user_id in self.members[cid] if user_id not in gone]
+        for user_id in self.members[cid]:
+            if user_id not in before:
+                self._emit({"type": "member.added", "cid": cid, "channel_type": channel_type, "channel_id": channel_id,
+                            "member": self._member_view(user_id), "user": copy_json(self.users[user_id]),
+                            "created_at": now()})
+        return {"channel": self._channel_view(self.channels[cid]),
+                "members": self.member_views(cid, len(self.members[cid]))}
+
     def _channel_view(self, channel: Json) -> Json:
         view = copy_json(channel)
         view["member_count"] = len(self.members[channel["cid"]])
@@ -317,6 +340,26 @@ class Chat:
         updated = copy_json({**kept, **client_fields, "text": text})
         updated.setdefault("attachments", [])
         return self._save_update(updated, user)
+
+    def delete_message(self, message_id: str, query: dict[str, str]) -> Json:
+        """Soft delete (the default): the message stays, as type `deleted`, with `deleted_at`. Hard
+        delete (`hard=true`): it is gone, and a reply no longer counts in its parent's reply_count.
+        What a soft-deleted message keeps of its text is not documented: here it keeps it."""
+        current = self._stored_message(message_id)
+        hard = query.get("hard", "").lower() in ("true", "1")
+        stamp = now()
+        deleted = {**current, "type": "deleted", "deleted_at": stamp, "updated_at": stamp}
+        with self._lock:
+            if hard:
+                del self.messages[message_id]
+                parent = self.messages.get(current.get("parent_id") or "")
+                if parent is not None:
+                    self.messages[parent["id"]] = {**parent, "reply_count": max(parent["reply_count"] - 1, 0)}
+            else:
+                self.messages[message_id] = deleted
+        event = _message_event("message.deleted", deleted, current["user"])
+        self._emit({**event, "hard_delete": True} if hard else event)
+        return {"message": copy_json(deleted)}
 
     def get_replies(self, parent_id: str, query: dict[str, str]) -> Json:
         parent = self._stored_message(parent_id)

@@ -41,7 +41,7 @@ from slashbots.sandbox.standin.values import Json
 
 # Events of Stream's own (those the stand-in makes, and the client events Stream defines);
 # any other type sent to a channel is a custom event.
-STREAM_EVENTS = {"message.new", "message.updated", "typing.start", "typing.stop"}
+STREAM_EVENTS = {"message.new", "message.updated", "message.deleted", "member.added", "typing.start", "typing.stop"}
 MAX_MEMBERS = 50  # message.new "members" are "truncated up to 50"
 REQUEST_SECONDS = 6.0
 TOTAL_SECONDS = 15.0

@@ -10,7 +10,8 @@ from slashbots.sandbox.standin.values import Json
 WRITE_KINDS = {
     "UpdateApp": "app", "CreateCommand": "command", "UpdateCommand": "command", "DeleteCommand": "command",
     "CreateChannelType": "channel_type", "UpdateChannelType": "channel_type", "UpdateUsers": "user",
-    "SendMessage": "message", "UpdateMessage": "message", "UpdateMessagePartial": "message", "SendEvent": "event",
+    "SendMessage": "message", "UpdateMessage": "message", "UpdateMessagePartial": "message", "DeleteMessage": "message",
+    "SendEvent": "event", "UpdateChannel": "channel",
 }
 
 

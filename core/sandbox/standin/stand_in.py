@@ -93,7 +93,7 @@ class StreamStandIn:
         return self._snapshot(lambda: self._recorder.event_hook_calls)
 
     def writes(self, kind: str) -> list[Json]:
-        """Successful write calls of a kind: app, command, channel_type, user, message, event."""
+        """Successful write calls of a kind: app, command, channel_type, user, message, event, channel."""
         return self._snapshot(lambda: self._recorder.writes(kind))
 
     def messages(self, cid: str) -> list[Json]:
@@ -114,6 +114,10 @@ class StreamStandIn:
     def published(self, cid: str | None = None) -> list[Json]:
         """The full event log (message.new, message.updated, sent events)."""
         return self._snapshot(lambda: [e for e in self._feed.published if cid is None or e.get("cid") == cid])
+
+    def members(self, cid: str) -> list[str]:
+        """The ids of the channel's members, in the order they joined."""
+        return self._snapshot(lambda: self._chat.members.get(cid, []))
 
     def user(self, user_id: str) -> Json | None:
         return self._snapshot(lambda: self._chat.users.get(user_id))

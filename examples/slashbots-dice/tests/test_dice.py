@@ -71,3 +71,12 @@ async def test_the_model_is_told_what_the_tool_cannot_roll(slashbots):
     bots = slashbots.start([gpt], plugins=["slashbots_dice"])
     await bots.command("/gpt roll a d0")
     assert model.tool_results == [("roll_dice", "Error: roll_dice rolls 1 to 10 dice of 1 to 1000 sides")]
+
+
+async def test_the_bot_answers_mentions_and_follow_ups(slashbots):
+    bots = slashbots.start([{"command": "roll", "provider": "dice", "mentions": True, "threads": True}],
+                           plugins=["slashbots_dice"])
+    answer = await bots.message("@Roll bot 1d1")  # the provider gets args "1d1", trigger "mention"
+    assert answer == "🎲 1"
+    assert await bots.reply(answer, "1d1") == "🎲 1"  # in the bot's thread: trigger "thread"
+    assert await bots.message("just chatting") is None
