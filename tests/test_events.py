@@ -223,6 +223,16 @@ async def test_a_rate_limited_mention_is_told_when_to_try_again(start) -> None:
     assert outcomes(bots)[("ask", "rate_limited")] == 1
 
 
+async def test_a_mention_by_a_denied_user_is_refused_in_public_and_never_reaches_the_provider(start) -> None:
+    bots = start(bot("ask", extra="    deny: {users: [mallory]}\n"))
+    assert await bots.message("@Ask bot hello", user="mallory") is None
+    [told] = answers(bots)
+    assert "mallory" in told["text"] and "admin" in told["text"]  # the admission's words: whom to ask
+    assert told["parent_id"]  # in the thread of the refused message
+    assert outcomes(bots)[("ask", "denied")] == 1
+    assert await bots.message("@Ask bot hello", user="alice") == "mention: hello"  # others are answered
+
+
 # ---- the stop button -------------------------------------------------------------------------------
 
 
