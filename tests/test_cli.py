@@ -171,8 +171,11 @@ async def test_two_instances_started_at_once_on_one_app_both_become_ready(stream
     finally:
         for served in both:
             stop(served)
+    # Usually they race (both read an empty list, the loser's "already exists" becomes an update);
+    # on a loaded machine one may start after the other has synced. Either way both are ready.
+    # (test_sync.py's racing test makes the race certain, in one process.)
     creates = sorted(c["status"] for c in stream.standin.calls if c["operation"] == "CreateCommand")
-    assert creates == [200, 400], creates  # they raced, and the loser's "already exists" became an update
+    assert creates in ([200], [200, 400]), creates
     assert [c["name"] for c in (await chat.list_commands())["commands"]] == ["echo"]
     assert all("Traceback" not in served.output for served in both), [served.output for served in both]
 
