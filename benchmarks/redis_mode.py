@@ -25,9 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import servers, webhooks  # noqa: E402
+from benchmarks import servers, sustained, webhooks  # noqa: E402
 from benchmarks.report import Section, ms  # noqa: E402
-from benchmarks.stats import summary_ms  # noqa: E402
 
 RATES = (300, 1000)
 DURATION = 16.0  # seconds per rate and server
@@ -54,17 +53,10 @@ def turn(server: servers.Server, rate: float, seconds: float, tag: str, redis_pi
 
 
 def combine(turns: list[dict]) -> dict:
+    """sustained.py's summary of the turns, with the Redis troubles, redis-server's CPU and the spread."""
     sent = sum(t["sent"] for t in turns)
-    outcomes: dict[str, int] = {}
-    for t in turns:
-        for key, count in t["outcomes"].items():
-            outcomes[key] = outcomes.get(key, 0) + count
     return {
-        "sent": sent, "outcomes": outcomes, "turns": turns,
-        "ack": summary_ms([latency for t in turns for latency in t["latencies"]]),
-        "achieved_rate": sum(t["achieved_rate"] for t in turns) / len(turns),
-        "send_lag_p99_ms": max(t["send_lag_p99_ms"] for t in turns),
-        "cpu_ms_per_command": sum(t["cpu"] for t in turns) / sent * 1000,
+        **sustained.combine(turns),
         **{name: sum(t[name] for t in turns) for name in TROUBLES},
         "redis_cpu_ms_per_command": sum(t["redis_cpu"] for t in turns) / sent * 1000,
         # per turn, for the spread: the noise between spells of one server

@@ -20,7 +20,8 @@ from stream_chat import StreamChatAsync
 
 from slashbots.sandbox.standin.hook_requests import hook_request
 from tests.conftest import API_KEY, API_SECRET, wait_for
-from tests.support.processes import Served, start_process, stop, wait_ready
+from tests.support.processes import Served
+from tests.support.processes import instances as two_instances
 
 REPO = Path(__file__).resolve().parents[1]
 LEASE = 2.0
@@ -54,17 +55,8 @@ def instances(tmp_path: Path, stream_url: str, redis_url: str, monkeypatch) -> I
     monkeypatch.setenv("PYTHONPATH", str(REPO))  # so the served processes can import tests.support.talkers
     config = tmp_path / "bots.yaml"
     config.write_text(BOTS, encoding="utf-8")
-    env = {"SLASHBOTS_REDIS_URL": redis_url, "SLASHBOTS_PUBLIC_URL": "http://127.0.0.1:9/load-balancer"}
-    started = [start_process(config, stream_url, env=env) for _ in range(2)]
-    try:
-        for served in started:
-            wait_ready(served)
+    with two_instances(config, stream_url, redis_url, count=2) as started:
         yield started
-    finally:
-        for served in started:
-            if served.process.poll() is None:
-                served.process.send_signal(signal.SIGCONT)  # a paused one must be able to hear SIGTERM
-            stop(served)
 
 
 async def say(stream, text: str, *, mentioned: tuple[str, ...] = (), parent_id: str | None = None) -> dict[str, Any]:
