@@ -123,9 +123,13 @@ async def test_local_state_keeps_the_same_contract() -> None:
 async def test_one_instance_syncs_while_the_others_wait(redis_server) -> None:
     async with instances(redis_server.url, count=3) as (a, b, c):
         assert await a.first_of_many("sync:abc", wait=5) is True
+        client = redis_server.client()
+        polled = client.info("commandstats").get("cmdstat_exists", {}).get("calls", 0)
         waiting = [asyncio.create_task(x.first_of_many("sync:abc", wait=5)) for x in (b, c)]
-        await asyncio.sleep(0)
-        assert not any(task.done() for task in waiting)  # they wait for the leader ...
+        # Each has asked twice whether the leader is done, and neither has gone on: they wait ...
+        await wait_for(lambda: client.info("commandstats").get("cmdstat_exists", {}).get("calls", 0) >= polled + 4,
+                       what="the others to poll")
+        assert not any(task.done() for task in waiting)
         await a.done("sync:abc")
         assert await asyncio.gather(*waiting) == [False, False]  # ... and go on once it is done
 
